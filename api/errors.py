@@ -1,0 +1,63 @@
+"""Error answers: short, stable messages that name the offending field."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from workers.schemas import JobKind
+
+_KINDS = ", ".join(k.value for k in JobKind)
+
+
+def field_path(loc: Sequence[Any]) -> str:
+    """``('body', 'generate', 'messages', 0, 'role')`` -> ``messages[0].role``."""
+    parts = list(loc)
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        parts = parts[1:]
+    if parts and parts[0] in {k.value for k in JobKind}:
+        parts = parts[1:]  # the discriminated union's tag
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif isinstance(part, str) and part.startswith("function-"):
+            continue
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "body"
+
+
+def describe(error: dict[str, Any]) -> dict[str, str]:
+    """One validation error as ``{"field", "message"}``."""
+    kind = error.get("type", "")
+    if kind in ("union_tag_not_found", "union_tag_invalid"):
+        return {"field": "kind", "message": f"must be one of: {_KINDS}"}
+    if kind == "json_invalid":
+        return {"field": "body", "message": "the body is not valid JSON"}
+    if kind == "extra_forbidden":
+        return {"field": field_path(error["loc"]), "message": "unknown field"}
+    return {"field": field_path(error["loc"]), "message": str(error.get("msg", "invalid"))}
+
+
+def validation_response(errors: Sequence[dict[str, Any]]) -> JSONResponse:
+    """422 with a one-line ``detail`` and the errors field by field."""
+    described = [describe(e) for e in errors]
+    detail = "; ".join(f"{d['field']}: {d['message']}" for d in described[:5])
+    return JSONResponse(
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+        content={"detail": detail, "errors": described},
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers that shape error answers."""
+
+    async def on_validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return validation_response(list(exc.errors()))
+
+    app.add_exception_handler(RequestValidationError, on_validation)  # type: ignore[arg-type]

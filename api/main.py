@@ -1,0 +1,41 @@
+"""The API app factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.errors import install_error_handlers
+from api.limits import BodySizeLimit
+from api.routes import events, health, jobs
+from api.state import ApiState
+from workers.settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the API for ``settings`` (read from the environment when not given)."""
+    settings = settings or Settings()
+    settings.require_redis_url()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.aijobs = await ApiState.open(settings)
+        try:
+            yield
+        finally:
+            await app.state.aijobs.close()
+
+    app = FastAPI(
+        title="aijobs",
+        version="0.1.0",
+        summary="Background AI jobs with resumable token streams.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.include_router(health.router)
+    app.include_router(jobs.router)
+    app.include_router(events.router)
+    return app

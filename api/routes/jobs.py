@@ -1,0 +1,97 @@
+"""Jobs: submit, read, list."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, Body, HTTPException, Query, Response, status
+from kombu.exceptions import KombuError
+from redis.exceptions import RedisError
+
+from api.deps import StateDep, TenantDep
+from workers.celery_app import TASK_NAMES
+from workers.schemas import (
+    SUPPORTED_KINDS,
+    JobInput,
+    JobKind,
+    JobPage,
+    JobPublic,
+    JobStatus,
+)
+from workers.store.jobs import CursorError
+from workers.store.models import Job
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+log = logging.getLogger(__name__)
+
+
+def to_public(job: Job) -> JobPublic:
+    """The API view of a job row."""
+    return JobPublic(
+        id=job.id,
+        kind=JobKind(job.kind),
+        status=JobStatus(job.status),
+        model=job.model,
+        attempts=job.attempts,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        result=job.result,
+        error=job.error,  # type: ignore[arg-type]
+        usage=job.usage,  # type: ignore[arg-type]
+        metadata=job.meta or {},
+    )
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=JobPublic)
+def submit_job(
+    body: Annotated[JobInput, Body()], state: StateDep, tenant: TenantDep, response: Response
+) -> JobPublic:
+    """Accept a job and queue it; nothing is queued for a rejected request."""
+    if body.kind not in SUPPORTED_KINDS:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, f"kind: {body.kind!r} jobs are not available yet"
+        )
+    payload = body.model_dump(mode="json", by_alias=True, exclude={"metadata"})
+    job = state.repo.create(
+        tenant=tenant, kind=body.kind, model=body.model, payload=payload, meta=body.metadata
+    )
+    try:
+        state.celery.send_task(TASK_NAMES[body.kind], args=[job.id], queue=body.kind)
+    except (KombuError, RedisError, OSError) as exc:
+        state.repo.delete(job.id)
+        log.error("enqueue failed for job %s: %s", job.id, type(exc).__name__)
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "the job queue is unavailable; try again"
+        ) from exc
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    return to_public(job)
+
+
+@router.get("", response_model=JobPage)
+def list_jobs(
+    state: StateDep,
+    tenant: TenantDep,
+    status_: Annotated[JobStatus | None, Query(alias="status")] = None,
+    kind: JobKind | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> JobPage:
+    """The caller's jobs, newest first."""
+    try:
+        rows, next_cursor = state.repo.list(
+            tenant=tenant, status=status_, kind=kind, limit=limit, cursor=cursor
+        )
+    except CursorError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"cursor: {exc}") from exc
+    return JobPage(data=[to_public(r) for r in rows], next_cursor=next_cursor)
+
+
+@router.get("/{job_id}", response_model=JobPublic)
+def get_job(job_id: str, state: StateDep, tenant: TenantDep) -> JobPublic:
+    """One job: status, result or error."""
+    job = state.repo.get(job_id, tenant=tenant)
+    if job is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "job not found")
+    return to_public(job)

@@ -1,0 +1,49 @@
+"""What the API process holds for its lifetime, built from settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from celery import Celery
+from redis.asyncio import BlockingConnectionPool, Redis
+
+from workers.celery_app import create_celery_app
+from workers.events.live import LiveHub
+from workers.settings import Settings
+from workers.store import Database, JobRepository
+
+
+@dataclass
+class ApiState:
+    """The API's connections: job store, Celery producer, Redis, shared live hub."""
+
+    settings: Settings
+    repo: JobRepository
+    celery: Celery
+    redis: Redis
+    hub: LiveHub
+
+    @classmethod
+    async def open(cls, settings: Settings) -> ApiState:
+        """Connect everything and start the live hub."""
+        url = settings.require_redis_url()
+        pool = BlockingConnectionPool.from_url(
+            url, max_connections=64, timeout=10, decode_responses=True
+        )
+        redis = Redis.from_pool(pool)  # closing the client closes the pool
+        hub = LiveHub(redis)
+        await hub.start()
+        return cls(
+            settings=settings,
+            repo=JobRepository(Database(settings.database_url)),
+            celery=create_celery_app(settings),
+            redis=redis,
+            hub=hub,
+        )
+
+    async def close(self) -> None:
+        """Disconnect everything."""
+        await self.hub.close()
+        await self.redis.aclose()
+        self.repo.db.dispose()
+        self.celery.close()

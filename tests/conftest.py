@@ -1,0 +1,180 @@
+"""Real parts for every test: a private Redis, SQL (SQLite, or PostgreSQL via
+DATABASE_URL), the simulator over HTTP, a real Celery worker and the API over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+import uvicorn
+from celery import Celery
+from celery.contrib.testing.worker import start_worker
+from sqlalchemy import text
+
+from api.main import create_app
+from workers.celery_app import QUEUES, close_runtime, create_celery_app
+from workers.redis_server import RedisServer, start_redis
+from workers.settings import Settings
+from workers.simulator import RunningSimulator, SimulatorConfig, running_simulator
+from workers.store.db import make_engine
+from workers.store.migrate import upgrade
+
+TENANT_A, KEY_A = "tenant-a", "key-a-0123456789"
+TENANT_B, KEY_B = "tenant-b", "key-b-0123456789"
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = start_redis(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: RedisServer) -> str:
+    return redis_server.url
+
+
+@pytest.fixture
+def rds(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    client.close()
+
+
+def _reset_postgres(url: str) -> None:
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS jobs CASCADE"))
+        conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """PostgreSQL when DATABASE_URL names one (CI runs both), else a fresh SQLite file."""
+    url = os.environ.get("DATABASE_URL", "")
+    if url.startswith("postgresql"):
+        _reset_postgres(url)
+    else:
+        url = f"sqlite:///{Path(tmp_path_factory.mktemp('db')) / 'aijobs.db'}"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def simulator() -> Iterator[RunningSimulator]:
+    with running_simulator(SimulatorConfig(tokens_per_second=400.0)) as sim:
+        yield sim
+
+
+@pytest.fixture(autouse=True)
+def _fresh_simulator(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Faults, counters and pacing start clean in every test that uses the simulator."""
+    if "simulator" not in request.fixturenames:
+        yield
+        return
+    sim: RunningSimulator = request.getfixturevalue("simulator")
+    httpx.post(f"{sim.base_url}/_sim/reset").raise_for_status()
+    httpx.put(
+        f"{sim.base_url}/_sim/config",
+        json={
+            "tokens_per_second": 400.0,
+            "latency_ms": 0,
+            "max_tokens_default": 64,
+            "rpm_limit": 0,
+        },
+    ).raise_for_status()
+    yield
+
+
+@pytest.fixture(scope="session")
+def settings(redis_url: str, database_url: str, simulator: RunningSimulator) -> Settings:
+    return Settings(
+        redis_url=redis_url,
+        database_url=database_url,
+        openai_base_url=simulator.api_base,
+        openai_api_key="sk-test-not-a-real-key",
+        api_keys=f"{TENANT_A}:{KEY_A},{TENANT_B}:{KEY_B}",
+        delta_flush_ms=10,
+        retry_base_s=0.05,
+        retry_cap_s=0.5,
+        max_attempts=4,
+        sse_keepalive_s=2.0,
+        worker_concurrency=16,
+        provider_timeout_s=30,
+    )
+
+
+@pytest.fixture(scope="session")
+def worker_app(settings: Settings) -> Celery:
+    return create_celery_app(settings)
+
+
+@pytest.fixture(scope="session")
+def worker(worker_app: Celery) -> Iterator[Celery]:
+    """A real Celery worker (threads pool) consuming every queue, in this process."""
+    with start_worker(
+        worker_app,
+        pool="threads",
+        concurrency=16,
+        perform_ping_check=False,
+        queues=list(QUEUES),
+        loglevel="WARNING",
+        shutdown_timeout=30,
+    ):
+        yield worker_app
+    close_runtime(worker_app)
+
+
+def _serve_in_thread(app: object) -> tuple[uvicorn.Server, threading.Thread, str]:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=1)  # type: ignore[arg-type]
+    )
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("API did not start")
+        time.sleep(0.02)
+    return server, thread, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="session")
+def api_url(settings: Settings) -> Iterator[str]:
+    """The API, served over real HTTP by uvicorn in a background thread."""
+    server, thread, url = _serve_in_thread(create_app(settings))
+    yield url
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture
+def client(api_url: str) -> Iterator[httpx.Client]:
+    """An HTTP client authenticated as tenant A."""
+    with httpx.Client(
+        base_url=api_url, headers={"Authorization": f"Bearer {KEY_A}"}, timeout=30
+    ) as c:
+        yield c
+
+
+@pytest.fixture
+def client_b(api_url: str) -> Iterator[httpx.Client]:
+    """An HTTP client authenticated as tenant B."""
+    with httpx.Client(
+        base_url=api_url, headers={"Authorization": f"Bearer {KEY_B}"}, timeout=30
+    ) as c:
+        yield c

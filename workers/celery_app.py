@@ -1,0 +1,88 @@
+"""The Celery app, configured for long, I/O-bound AI jobs."""
+
+from __future__ import annotations
+
+import threading
+
+from celery import Celery
+from celery.signals import worker_shutdown
+
+from workers.runtime import WorkerRuntime
+from workers.schemas import JobKind
+from workers.settings import Settings
+
+#: Task name per job kind; the API enqueues by name and never imports task code.
+TASK_NAMES: dict[str, str] = {kind.value: f"aijobs.{kind.value}" for kind in JobKind}
+#: One queue per kind, so an embedding flood cannot starve chats.
+QUEUES: tuple[str, ...] = tuple(kind.value for kind in JobKind)
+
+
+def create_celery_app(settings: Settings) -> Celery:
+    """A Celery app on the configured Redis broker (used by workers and, to send, the API)."""
+    broker = settings.require_redis_url()
+    app = Celery("aijobs", broker=broker, include=["workers.tasks"])
+    # Each message waits at most max_countdown_s before it runs, and runs at most
+    # task_time_limit_s: the visibility timeout must outlast both, or the broker
+    # hands the message to a second worker while the first still holds it.
+    transport = {"visibility_timeout": settings.visibility_timeout_s}
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,
+        result_backend=None,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_acks_on_failure_or_timeout=True,
+        worker_prefetch_multiplier=1,
+        task_time_limit=settings.task_time_limit_s,
+        task_soft_time_limit=settings.task_time_limit_s - 5,
+        broker_transport_options=transport,
+        result_backend_transport_options=transport,
+        broker_connection_retry_on_startup=True,
+        broker_pool_limit=50,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        task_default_queue=JobKind.GENERATE.value,
+        task_routes={name: {"queue": kind} for kind, name in TASK_NAMES.items()},
+        worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        worker_enable_soft_shutdown_on_idle=True,
+        worker_soft_shutdown_timeout=30.0,
+    )
+    app.aijobs_settings = settings  # type: ignore[attr-defined]
+    return app
+
+
+_runtime_lock = threading.Lock()
+
+
+def runtime_for(app: Celery) -> WorkerRuntime:
+    """This process's worker runtime, built on first use from the app's settings."""
+    runtime: WorkerRuntime | None = getattr(app, "aijobs_runtime", None)
+    if runtime is not None:
+        return runtime
+    with _runtime_lock:
+        runtime = getattr(app, "aijobs_runtime", None)
+        if runtime is None:
+            settings: Settings = app.aijobs_settings  # type: ignore[attr-defined]
+            concurrency = app.conf.worker_concurrency or settings.worker_concurrency
+            runtime = WorkerRuntime.build(settings, concurrency=concurrency)
+            app.aijobs_runtime = runtime  # type: ignore[attr-defined]
+    return runtime
+
+
+def close_runtime(app: Celery) -> None:
+    """Flush and close this process's runtime, if one was built."""
+    runtime: WorkerRuntime | None = getattr(app, "aijobs_runtime", None)
+    if runtime is not None:
+        app.aijobs_runtime = None  # type: ignore[attr-defined]
+        runtime.close()
+
+
+@worker_shutdown.connect
+def _close_on_shutdown(sender: object = None, **_: object) -> None:
+    app = getattr(sender, "app", None)
+    if isinstance(app, Celery):
+        close_runtime(app)

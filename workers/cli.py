@@ -1,0 +1,164 @@
+"""The ``aijobs`` command."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from workers.logs import configure_logging
+from workers.schemas import JobKind
+from workers.settings import Settings, SettingsError
+
+
+def _settings() -> Settings:
+    settings = Settings()
+    configure_logging(level=settings.log_level, json_lines=settings.log_json)
+    return settings
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    """Run the HTTP API."""
+    import uvicorn
+
+    from api.main import create_app
+
+    settings = _settings()
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        access_log=args.access_log,
+        timeout_graceful_shutdown=5,
+    )
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Run a Celery worker."""
+    from workers.celery_app import create_celery_app
+
+    settings = _settings()
+    queues = [q.strip() for q in args.queues.split(",") if q.strip()]
+    unknown = set(queues) - {k.value for k in JobKind}
+    if unknown:
+        raise SettingsError(f"unknown queue(s): {', '.join(sorted(unknown))}")
+    concurrency = args.concurrency or settings.worker_concurrency
+    app = create_celery_app(settings)
+    argv = [
+        "worker",
+        f"--pool={args.pool or settings.worker_pool}",
+        f"--concurrency={concurrency}",
+        f"--queues={','.join(queues)}",
+        f"--loglevel={settings.log_level}",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    if args.hostname:
+        argv.append(f"--hostname={args.hostname}")
+    app.worker_main(argv)
+    return 0
+
+
+def cmd_flower(args: argparse.Namespace) -> int:
+    """Run Flower against the broker, with authentication on."""
+    from celery.bin.celery import celery as celery_cli
+
+    settings = _settings()
+    if settings.flower_basic_auth is None and not args.local_only:
+        raise SettingsError(
+            "AIJOBS_FLOWER_BASIC_AUTH (user:password) is not set; refusing to run Flower "
+            "without authentication (pass --local-only to allow it on 127.0.0.1)"
+        )
+    if settings.flower_basic_auth is not None:
+        # Through the environment, so the password is not on the command line.
+        os.environ["FLOWER_BASIC_AUTH"] = settings.flower_basic_auth.get_secret_value()
+    address = "127.0.0.1" if args.local_only else args.address
+    argv = ["-A", "workers", "flower", f"--port={args.port}", f"--address={address}"]
+    celery_cli.main(args=argv, prog_name="aijobs flower", standalone_mode=True)
+    return 0
+
+
+def cmd_simulator(args: argparse.Namespace) -> int:
+    """Run the OpenAI-compatible simulator."""
+    from workers.simulator import SimulatorConfig, serve
+
+    configure_logging()
+    serve(args.host, args.port, SimulatorConfig.from_env())
+    return 0
+
+
+def cmd_migrate(_args: argparse.Namespace) -> int:
+    """Apply database migrations."""
+    from workers.store.migrate import upgrade
+
+    settings = _settings()
+    upgrade(settings.database_url)
+    print("database is up to date")
+    return 0
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    """Run the whole system on this machine."""
+    from workers.devserver import run_dev
+
+    return run_dev(api_port=args.port, flower_port=args.flower_port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(prog="aijobs", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    dev = sub.add_parser("dev", help="run Redis, the API, a worker, Flower and the simulator")
+    dev.add_argument("--port", type=int, default=8000, help="API port")
+    dev.add_argument("--flower-port", type=int, default=5555)
+    dev.set_defaults(func=cmd_dev)
+
+    api = sub.add_parser("api", help="run the HTTP API")
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8000)
+    api.add_argument("--access-log", action="store_true")
+    api.set_defaults(func=cmd_api)
+
+    worker = sub.add_parser("worker", help="run a Celery worker")
+    worker.add_argument("--queues", default=",".join(k.value for k in JobKind))
+    worker.add_argument("--concurrency", type=int, default=None)
+    worker.add_argument("--pool", default=None, help="Celery pool (default: threads)")
+    worker.add_argument("--hostname", default=None)
+    worker.set_defaults(func=cmd_worker)
+
+    flower = sub.add_parser("flower", help="run Flower, with authentication on")
+    flower.add_argument("--port", type=int, default=5555)
+    flower.add_argument("--address", default="0.0.0.0")
+    flower.add_argument("--local-only", action="store_true")
+    flower.set_defaults(func=cmd_flower)
+
+    sim = sub.add_parser("simulator", help="run the OpenAI-compatible simulator")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=8300)
+    sim.set_defaults(func=cmd_simulator)
+
+    migrate = sub.add_parser("migrate", help="apply database migrations")
+    migrate.set_defaults(func=cmd_migrate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``aijobs`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (SettingsError, ValidationError) as exc:
+        print(f"aijobs: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""Event types and their wire format.
+
+Stream entry fields: ``e`` (event type) and ``d`` (JSON data). The pub/sub
+message is ``{"id": <int>, "event": "<type>", "data": <JSON>}``, written by the
+Lua script in exactly that order and spacing so readers can split it cheaply.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class EventType(StrEnum):
+    """What an event says."""
+
+    STATUS = "status"
+    DELTA = "delta"
+    RESET = "reset"
+    RESULT = "result"
+    ERROR = "error"
+    DONE = "done"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One event of a job; ``data`` is kept as the JSON text it was written as."""
+
+    id: int
+    event: str
+    data: str
+
+    def json(self) -> dict[str, Any]:
+        """The event as one JSON-able object (the WebSocket and client shape)."""
+        return {"id": self.id, "event": self.event, "data": json.loads(self.data)}
+
+
+_LIVE_PREFIX = '{"id":'
+_LIVE_EVENT = ',"event":"'
+_LIVE_DATA = '","data":'
+
+
+def live_message(event_id: int, event: str, data: str) -> str:
+    """The pub/sub message for an event (the Lua script builds the same text)."""
+    return f"{_LIVE_PREFIX}{event_id}{_LIVE_EVENT}{event}{_LIVE_DATA}{data}}}"
+
+
+def parse_live_message(message: str | bytes) -> Event:
+    """Split a pub/sub message without decoding its data."""
+    text = message.decode() if isinstance(message, bytes) else message
+    if not text.startswith(_LIVE_PREFIX) or not text.endswith("}"):
+        raise ValueError("not an aijobs live message")
+    head, sep, rest = text[len(_LIVE_PREFIX) :].partition(_LIVE_EVENT)
+    event, sep2, data = rest.partition(_LIVE_DATA)
+    if not sep or not sep2:
+        raise ValueError("not an aijobs live message")
+    return Event(int(head), event, data[:-1])
+
+
+def dumps(data: dict[str, Any]) -> str:
+    """Compact JSON, as every event's data is written."""
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)

@@ -1,0 +1,1 @@
+"""The job kinds, as plain functions against the provider interface (no Celery here)."""

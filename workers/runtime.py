@@ -1,0 +1,84 @@
+"""Everything a worker process needs to run jobs, built once from settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis import BlockingConnectionPool, Redis
+
+from workers.events.writer import EventWriter
+from workers.leases import LeaseKeeper
+from workers.providers.base import Provider
+from workers.providers.openai_compat import OpenAIProvider
+from workers.settings import Settings, SettingsError
+from workers.store import Database, JobRepository
+
+
+def redis_client(url: str, *, max_connections: int = 50) -> Redis:
+    """A sync Redis client whose pool waits for a free connection instead of failing."""
+    pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=30)
+    return Redis(connection_pool=pool)
+
+
+def build_provider(settings: Settings, *, max_connections: int = 1000) -> Provider:
+    """The configured OpenAI-compatible provider."""
+    if settings.openai_api_key is None and not settings.openai_base_url:
+        raise SettingsError(
+            "no provider configured: set OPENAI_API_KEY (and OPENAI_BASE_URL for a "
+            "compatible endpoint), or run `aijobs dev`, which starts the simulator"
+        )
+    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "unused"
+    return OpenAIProvider(
+        api_key=key,
+        base_url=settings.openai_base_url,
+        timeout_s=settings.provider_timeout_s,
+        connect_timeout_s=settings.provider_connect_timeout_s,
+        name=settings.provider_name,
+        max_connections=max_connections,
+    )
+
+
+@dataclass
+class WorkerRuntime:
+    """The per-process parts of a worker: store, Redis, event writer, leases, provider."""
+
+    settings: Settings
+    repo: JobRepository
+    redis: Redis
+    writer: EventWriter
+    leases: LeaseKeeper
+    provider: Provider
+
+    @classmethod
+    def build(cls, settings: Settings, *, concurrency: int | None = None) -> WorkerRuntime:
+        """Build and start the runtime for ``concurrency`` concurrent jobs."""
+        slots = concurrency or settings.worker_concurrency
+        redis = redis_client(settings.require_redis_url(), max_connections=slots + 20)
+        writer = EventWriter(
+            redis,
+            retention_s=settings.stream_retention_s,
+            maxlen=settings.stream_maxlen,
+            flush_interval_s=settings.delta_flush_ms / 1000,
+        )
+        leases = LeaseKeeper(redis, ttl_s=settings.lease_ttl_s)
+        runtime = cls(
+            settings=settings,
+            repo=JobRepository(Database(settings.database_url, pool_size=min(slots, 20))),
+            redis=redis,
+            writer=writer,
+            leases=leases,
+            provider=build_provider(settings, max_connections=slots + 10),
+        )
+        writer.start()
+        leases.start()
+        return runtime
+
+    def close(self) -> None:
+        """Flush events, stop background threads, close connections."""
+        self.leases.stop()
+        self.writer.stop()
+        close = getattr(self.provider, "close", None)
+        if close is not None:
+            close()
+        self.repo.db.dispose()
+        self.redis.close()

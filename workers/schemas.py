@@ -1,0 +1,134 @@
+"""The job contract shared by the API and the workers: inputs, outputs, statuses."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+
+class JobKind(StrEnum):
+    """The kinds of job, one Celery queue each."""
+
+    GENERATE = "generate"
+    EXTRACT = "extract"
+    EMBED = "embed"
+
+
+class JobStatus(StrEnum):
+    """queued -> running -> (retrying -> running)* -> succeeded | failed | cancelled."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        """True once the job can change no more."""
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+class _Strict(BaseModel):
+    """Input models reject unknown fields, so a typo is an error, not a silent default."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+Metadata = Annotated[dict[str, Any], Field(default_factory=dict, max_length=64)]
+Model = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class Message(_Strict):
+    """One chat message."""
+
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str = Field(max_length=1_000_000)
+
+
+class GenerateInput(_Strict):
+    """A chat completion, streamed token by token."""
+
+    kind: Literal["generate"]
+    model: Model
+    messages: list[Message] = Field(min_length=1, max_length=1_000)
+    max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    metadata: Metadata
+
+
+class ExtractInput(_Strict):
+    """Structured JSON matching a JSON Schema (validated at submit in a later stage)."""
+
+    kind: Literal["extract"]
+    model: Model
+    text: str = Field(min_length=1, max_length=1_000_000)
+    json_schema: dict[str, Any] = Field(alias="schema")
+    instructions: str | None = Field(default=None, max_length=100_000)
+    metadata: Metadata
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class EmbedInput(_Strict):
+    """Vectors for one text or a list of texts."""
+
+    kind: Literal["embed"]
+    model: Model
+    input: str | list[str]
+    dimensions: int | None = Field(default=None, ge=1, le=65_536)
+    metadata: Metadata
+
+
+JobInput = Annotated[GenerateInput | ExtractInput | EmbedInput, Field(discriminator="kind")]
+JOB_INPUT_ADAPTER: TypeAdapter[GenerateInput | ExtractInput | EmbedInput] = TypeAdapter(JobInput)
+
+#: The kinds whose workers exist today; the API refuses the others with a clear message.
+SUPPORTED_KINDS = frozenset({JobKind.GENERATE})
+
+
+class JobError(BaseModel):
+    """Why a job failed."""
+
+    code: str
+    message: str
+    retryable: bool = False
+
+
+class Usage(BaseModel):
+    """Tokens the provider billed."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class JobPublic(BaseModel):
+    """A job as the API shows it."""
+
+    id: str
+    kind: JobKind
+    status: JobStatus
+    model: str
+    attempts: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    result: dict[str, Any] | None
+    error: JobError | None
+    usage: Usage | None
+    metadata: dict[str, Any]
+
+
+class JobPage(BaseModel):
+    """One page of a tenant's jobs, newest first."""
+
+    data: list[JobPublic]
+    next_cursor: str | None

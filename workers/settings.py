@@ -1,0 +1,108 @@
+"""Every setting aijobs reads from the environment, in one place.
+
+Settings are built when an app (API, worker, CLI command) is assembled and passed
+down; nothing reads the environment at import time or inside a task body.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SQLITE_URL = "sqlite:///./aijobs.db"
+
+
+class SettingsError(ValueError):
+    """Raised when the configuration is unusable (a missing URL, limits that collide)."""
+
+
+def _env(name: str) -> AliasChoices:
+    """Accept a variable both bare (``REDIS_URL``) and with the ``AIJOBS_`` prefix."""
+    return AliasChoices(name, f"AIJOBS_{name}")
+
+
+class Settings(BaseSettings):
+    """The whole configuration of an aijobs process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AIJOBS_", extra="ignore", frozen=True, populate_by_name=True
+    )
+
+    # Services.
+    redis_url: str | None = Field(default=None, validation_alias=_env("REDIS_URL"))
+    database_url: str = Field(default=DEFAULT_SQLITE_URL, validation_alias=_env("DATABASE_URL"))
+
+    # The provider: any OpenAI-compatible endpoint.
+    openai_api_key: SecretStr | None = Field(default=None, validation_alias=_env("OPENAI_API_KEY"))
+    openai_base_url: str | None = Field(default=None, validation_alias=_env("OPENAI_BASE_URL"))
+    provider_name: str = "openai"
+    provider_timeout_s: float = 600.0
+    provider_connect_timeout_s: float = 10.0
+
+    # Auth: bootstrap keys, "tenant:key" pairs, comma-separated.
+    api_keys: SecretStr = Field(default=SecretStr(""), validation_alias=_env("API_KEYS"))
+
+    # API.
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+
+    # Events.
+    stream_retention_s: int = Field(default=86_400, ge=60)
+    stream_maxlen: int = Field(default=100_000, ge=100)
+    delta_flush_ms: float = Field(default=25.0, ge=0.0, le=1_000.0)
+    sse_keepalive_s: float = Field(default=15.0, gt=0.0)
+
+    # Jobs and workers.
+    max_attempts: int = Field(default=5, ge=1)
+    lease_ttl_s: float = Field(default=15.0, ge=1.0)
+    task_time_limit_s: int = Field(default=3_600, ge=10)
+    max_countdown_s: int = Field(default=300, ge=1)
+    visibility_timeout_s: int = Field(default=7_200, ge=60)
+    worker_concurrency: int = Field(default=100, ge=1)
+    worker_pool: str = "threads"
+    retry_base_s: float = Field(default=1.0, gt=0.0)
+    retry_cap_s: float = Field(default=60.0, gt=0.0)
+    default_model: str = "gpt-4o-mini"
+
+    # Operations.
+    flower_basic_auth: SecretStr | None = None
+    log_json: bool = False
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _limits_fit_visibility(self) -> Settings:
+        # A countdown or a running task that outlives the broker's visibility
+        # timeout is delivered a second time: refuse such a configuration.
+        longest = self.task_time_limit_s + self.max_countdown_s
+        if self.visibility_timeout_s <= longest:
+            raise ValueError(
+                f"AIJOBS_VISIBILITY_TIMEOUT_S ({self.visibility_timeout_s}) must exceed "
+                f"AIJOBS_TASK_TIME_LIMIT_S + AIJOBS_MAX_COUNTDOWN_S ({longest})"
+            )
+        if self.provider_timeout_s >= self.task_time_limit_s:
+            raise ValueError("AIJOBS_PROVIDER_TIMEOUT_S must be below AIJOBS_TASK_TIME_LIMIT_S")
+        return self
+
+    def require_redis_url(self) -> str:
+        """The Redis URL, or a clear error when none is configured."""
+        if not self.redis_url:
+            raise SettingsError(
+                "REDIS_URL is not set: point it at a Redis server, or use `aijobs dev`, "
+                "which starts a private one"
+            )
+        return self.redis_url
+
+    @cached_property
+    def tenant_by_key(self) -> dict[str, str]:
+        """Bootstrap API keys: key -> tenant."""
+        pairs: dict[str, str] = {}
+        for item in self.api_keys.get_secret_value().split(","):
+            item = item.strip()
+            if not item:
+                continue
+            tenant, sep, key = item.partition(":")
+            if not sep or not tenant.strip() or not key.strip():
+                raise SettingsError("AIJOBS_API_KEYS must be comma-separated tenant:key pairs")
+            pairs[key.strip()] = tenant.strip()
+        return pairs

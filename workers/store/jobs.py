@@ -1,0 +1,187 @@
+"""Queries and guarded transitions of the jobs table.
+
+Every transition is a compare-and-set on (status, attempts), so a late or
+duplicate delivery cannot overwrite a newer state: the loser's UPDATE matches
+no row and it stops.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+
+from workers.schemas import TERMINAL_STATUSES, JobStatus
+from workers.store.db import Database
+from workers.store.models import Job, utcnow
+
+_CLAIMABLE = (JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.RUNNING)
+
+
+class CursorError(ValueError):
+    """Raised when a pagination cursor cannot be decoded."""
+
+
+def new_job_id() -> str:
+    """A 32-character id that sorts by creation time (48-bit ms clock + 80 random bits)."""
+    return f"{int(time.time() * 1000):012x}{secrets.token_hex(10)}"
+
+
+def encode_cursor(job: Job) -> str:
+    """An opaque cursor that points just past ``job`` in newest-first order."""
+    raw = f"{job.created_at.isoformat()}|{job.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """The (created_at, id) a cursor points past."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        stamp, _, job_id = raw.partition("|")
+        return datetime.fromisoformat(stamp), job_id
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CursorError("cursor is not one this API returned") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimResult:
+    """The outcome of trying to start an attempt: the attempt number, or why not."""
+
+    attempt: int | None
+    reason: str = ""
+
+
+class JobRepository:
+    """The only place that reads or writes job rows."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def create(
+        self, *, tenant: str, kind: str, model: str, payload: dict[str, Any], meta: dict[str, Any]
+    ) -> Job:
+        """Insert a queued job."""
+        job = Job(
+            id=new_job_id(),
+            tenant=tenant,
+            kind=kind,
+            model=model,
+            status=JobStatus.QUEUED,
+            attempts=0,
+            input=payload,
+            meta=meta,
+            created_at=utcnow(),
+        )
+        with self.db.session() as session:
+            session.add(job)
+        return job
+
+    def delete(self, job_id: str) -> None:
+        """Remove a job that was never queued (its enqueue failed)."""
+        with self.db.session() as session:
+            row = session.get(Job, job_id)
+            if row is not None:
+                session.delete(row)
+
+    def get(self, job_id: str, *, tenant: str | None = None) -> Job | None:
+        """A job by id; with ``tenant``, only if it belongs to that tenant."""
+        with self.db.session() as session:
+            job = session.get(Job, job_id)
+        if job is None or (tenant is not None and job.tenant != tenant):
+            return None
+        return job
+
+    def list(
+        self,
+        *,
+        tenant: str,
+        status: str | None = None,
+        kind: str | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> tuple[list[Job], str | None]:
+        """A page of the tenant's jobs, newest first, and the cursor of the next page."""
+        query = select(Job).where(Job.tenant == tenant)
+        if status:
+            query = query.where(Job.status == status)
+        if kind:
+            query = query.where(Job.kind == kind)
+        if cursor:
+            created, job_id = decode_cursor(cursor)
+            query = query.where(
+                or_(Job.created_at < created, and_(Job.created_at == created, Job.id < job_id))
+            )
+        query = query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
+        with self.db.session() as session:
+            rows = list(session.scalars(query))
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return rows, (encode_cursor(rows[-1]) if more and rows else None)
+
+    def claim(self, job_id: str, *, seen_attempts: int) -> ClaimResult:
+        """Start attempt ``seen_attempts + 1`` unless someone else started one first."""
+        attempt = seen_attempts + 1
+        now = utcnow()
+        stmt = (
+            update(Job)
+            .where(
+                Job.id == job_id,
+                Job.attempts == seen_attempts,
+                Job.status.in_([s.value for s in _CLAIMABLE]),
+            )
+            .values(attempts=attempt, status=JobStatus.RUNNING, updated_at=now)
+        )
+        with self.db.session() as session:
+            if session.execute(stmt).rowcount != 1:  # type: ignore[attr-defined]
+                return ClaimResult(None, "claimed by another attempt")
+            session.execute(
+                update(Job).where(Job.id == job_id, Job.started_at.is_(None)).values(started_at=now)
+            )
+        return ClaimResult(attempt)
+
+    def transition(
+        self,
+        job_id: str,
+        *,
+        attempt: int,
+        status: JobStatus,
+        result: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+        usage: dict[str, Any] | None = None,
+    ) -> bool:
+        """Move the running attempt ``attempt`` to ``status``; False if it is no longer current."""
+        values: dict[str, Any] = {"status": status, "updated_at": utcnow()}
+        if status in TERMINAL_STATUSES:
+            values |= {"result": result, "error": error, "usage": usage, "finished_at": utcnow()}
+        stmt = (
+            update(Job)
+            .where(Job.id == job_id, Job.attempts == attempt, Job.status == JobStatus.RUNNING)
+            .values(**values)
+        )
+        with self.db.session() as session:
+            return bool(session.execute(stmt).rowcount == 1)  # type: ignore[attr-defined]
+
+    def fail_unclaimed(self, job_id: str, *, seen_attempts: int, error: dict[str, Any]) -> bool:
+        """Fail a job before it starts another attempt (e.g. its attempts are used up)."""
+        now = utcnow()
+        stmt = (
+            update(Job)
+            .where(
+                Job.id == job_id,
+                Job.attempts == seen_attempts,
+                Job.status.in_([s.value for s in _CLAIMABLE]),
+            )
+            .values(status=JobStatus.FAILED, error=error, finished_at=now, updated_at=now)
+        )
+        with self.db.session() as session:
+            return bool(session.execute(stmt).rowcount == 1)  # type: ignore[attr-defined]
+
+    def record_last_event(self, job_id: str, event_id: int) -> None:
+        """Remember the id of the job's final event, so it can be served after retention."""
+        with self.db.session() as session:
+            session.execute(update(Job).where(Job.id == job_id).values(last_event_id=event_id))
