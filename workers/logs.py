@@ -52,6 +52,9 @@ def configure_logging(*, level: str = "INFO", json_lines: bool = False) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     root.propagate = False
+    # The HTTP clients log every request at INFO: noise at our volumes.
+    for name in ("httpx", "httpx2", "openai"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     for name in ("workers", "api"):
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]
