@@ -1,4 +1,4 @@
-"""Provider failures through a real worker: classified, retried or failed, and said in the stream."""
+"""Provider failures through a real worker: classified, retried or failed, told in the stream."""
 
 from __future__ import annotations
 
@@ -113,6 +113,7 @@ def test_retryable_errors_give_up_after_the_attempt_cap(
     fault(simulator, {"kind": "server_error", "model": model, "status": 503, "times": 50})
     job, events = run(client, model)
     assert job["status"] == "failed"
+    assert [e.event for e in events].count("reset") == settings.max_attempts - 1
     assert job["attempts"] == settings.max_attempts
     assert job["error"]["code"] == "provider_http_503"
     assert job["error"]["retryable"] is True

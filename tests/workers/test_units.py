@@ -48,7 +48,8 @@ def test_backoff_is_full_jitter_under_a_growing_cap_and_honours_hints() -> None:
 
 def test_live_message_round_trip_keeps_data_verbatim() -> None:
     data = '{"text":"a \\"quoted\\" }","attempt":2}'
-    message = live_message(17, "delta", data)
+    message = live_message(17, "delta", 2, data)
+    assert message == '{"id":17,"event":"delta","attempt":2,"data":' + data + "}"
     assert parse_live_message(message) == Event(17, "delta", data)
     assert Event(17, "delta", data).json() == {
         "id": 17, "event": "delta", "data": {"text": 'a "quoted" }', "attempt": 2}

@@ -1,8 +1,9 @@
 """Event types and their wire format.
 
-Stream entry fields: ``e`` (event type) and ``d`` (JSON data). The pub/sub
-message is ``{"id": <int>, "event": "<type>", "data": <JSON>}``, written by the
-Lua script in exactly that order and spacing so readers can split it cheaply.
+Stream entry fields: ``e`` (event type), ``a`` (the attempt that wrote it) and
+``d`` (JSON data). The pub/sub message is
+``{"id": <int>, "event": "<type>", "attempt": <int>, "data": <JSON>}``, written by
+the Lua script in exactly that order and spacing so readers can split it cheaply.
 """
 
 from __future__ import annotations
@@ -39,12 +40,15 @@ class Event:
 
 _LIVE_PREFIX = '{"id":'
 _LIVE_EVENT = ',"event":"'
-_LIVE_DATA = '","data":'
+_LIVE_ATTEMPT = '","attempt":'
+_LIVE_DATA = ',"data":'
 
 
-def live_message(event_id: int, event: str, data: str) -> str:
+def live_message(event_id: int, event: str, attempt: int, data: str) -> str:
     """The pub/sub message for an event (the Lua script builds the same text)."""
-    return f"{_LIVE_PREFIX}{event_id}{_LIVE_EVENT}{event}{_LIVE_DATA}{data}}}"
+    return (
+        f"{_LIVE_PREFIX}{event_id}{_LIVE_EVENT}{event}{_LIVE_ATTEMPT}{attempt}{_LIVE_DATA}{data}}}"
+    )
 
 
 def parse_live_message(message: str | bytes) -> Event:
@@ -53,8 +57,9 @@ def parse_live_message(message: str | bytes) -> Event:
     if not text.startswith(_LIVE_PREFIX) or not text.endswith("}"):
         raise ValueError("not an aijobs live message")
     head, sep, rest = text[len(_LIVE_PREFIX) :].partition(_LIVE_EVENT)
-    event, sep2, data = rest.partition(_LIVE_DATA)
-    if not sep or not sep2:
+    event, sep2, rest = rest.partition(_LIVE_ATTEMPT)
+    _attempt, sep3, data = rest.partition(_LIVE_DATA)
+    if not (sep and sep2 and sep3):
         raise ValueError("not an aijobs live message")
     return Event(int(head), event, data[:-1])
 

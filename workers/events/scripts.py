@@ -21,9 +21,10 @@ end
 local last = 0
 for i = 6, #ARGV, 2 do
   last = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '0-' .. last, 'e', ARGV[i], 'd', ARGV[i + 1])
-  redis.call('PUBLISH', ARGV[2],
-    '{"id":' .. last .. ',"event":"' .. ARGV[i] .. '","data":' .. ARGV[i + 1] .. '}')
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '0-' .. last,
+    'e', ARGV[i], 'a', ARGV[1], 'd', ARGV[i + 1])
+  redis.call('PUBLISH', ARGV[2], '{"id":' .. last .. ',"event":"' .. ARGV[i]
+    .. '","attempt":' .. ARGV[1] .. ',"data":' .. ARGV[i + 1] .. '}')
 end
 if last == 0 then
   last = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
