@@ -28,7 +28,7 @@ class ApiState:
         """Connect everything and start the live hub."""
         url = settings.require_redis_url()
         pool = BlockingConnectionPool.from_url(
-            url, max_connections=64, timeout=10, decode_responses=True
+            url, max_connections=64, timeout=10, decode_responses=True, client_name="aijobs-api"
         )
         redis = Redis.from_pool(pool)  # closing the client closes the pool
         hub = LiveHub(redis)
