@@ -132,3 +132,10 @@ class JobPage(BaseModel):
 
     data: list[JobPublic]
     next_cursor: str | None
+
+
+class CancelAnswer(BaseModel):
+    """What a cancel request did, and the job after it."""
+
+    detail: str
+    job: JobPublic

@@ -8,11 +8,15 @@ from typing import Annotated
 from fastapi import APIRouter, Body, HTTPException, Query, Response, status
 from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import StateDep, TenantDep
 from workers.celery_app import TASK_NAMES
+from workers.events.control import append_events, flag_cancel
+from workers.events.protocol import EventType
 from workers.schemas import (
     SUPPORTED_KINDS,
+    CancelAnswer,
     JobInput,
     JobKind,
     JobPage,
@@ -95,3 +99,41 @@ def get_job(job_id: str, state: StateDep, tenant: TenantDep) -> JobPublic:
     if job is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "job not found")
     return to_public(job)
+
+
+@router.post(
+    "/{job_id}/cancel",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=CancelAnswer,
+    responses={200: {"model": CancelAnswer, "description": "The job had already finished."}},
+)
+async def cancel_job(
+    job_id: str, state: StateDep, tenant: TenantDep, response: Response
+) -> CancelAnswer:
+    """Cancel a job: a waiting one never runs; a running one stops between chunks."""
+    job, cancelled_now = await run_in_threadpool(state.repo.request_cancel, job_id, tenant=tenant)
+    if job is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "job not found")
+    settings = state.settings
+    if cancelled_now:
+        closing = [(EventType.DONE, {"status": JobStatus.CANCELLED})]
+        last = await append_events(
+            state.redis,
+            job.id,
+            job.attempts,
+            closing,
+            retention_s=settings.stream_retention_s,
+            maxlen=settings.stream_maxlen,
+        )
+        if last:
+            await run_in_threadpool(state.repo.record_last_event, job.id, last)
+        return CancelAnswer(detail="cancelled before it ran", job=to_public(job))
+    if job.status == JobStatus.RUNNING:
+        await flag_cancel(state.redis, job.id, retention_s=settings.stream_retention_s)
+        return CancelAnswer(
+            detail="cancel requested: the job stops at its next chunk", job=to_public(job)
+        )
+    response.status_code = status.HTTP_200_OK
+    return CancelAnswer(
+        detail=f"the job already finished ({job.status}); left as it is", job=to_public(job)
+    )

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
+from workers.events import keys
+
 # KEYS: meta hash, events stream.
 # ARGV: attempt, channel, retention_s, maxlen, mode ("append" | "begin"),
 #       then event type / data JSON pairs.
@@ -34,3 +39,20 @@ end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return {last, current, tonumber(redis.call('HGET', KEYS[1], 'cancel') or '0')}
 """
+
+
+def write_events_args(
+    job_id: str,
+    attempt: int,
+    mode: str,
+    events: Iterable[tuple[str, str]],
+    *,
+    retention_s: int,
+    maxlen: int,
+) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of ``WRITE_EVENTS`` for ``events`` (type, data JSON) of one attempt."""
+    args: list[Any] = [attempt, keys.live_channel(job_id), retention_s, maxlen, mode]
+    for event, data in events:
+        args.append(event)
+        args.append(data)
+    return [keys.meta_key(job_id), keys.events_key(job_id)], args

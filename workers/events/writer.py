@@ -16,9 +16,8 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import RedisError
 
-from workers.events import keys
 from workers.events.protocol import EventType, dumps
-from workers.events.scripts import WRITE_EVENTS
+from workers.events.scripts import WRITE_EVENTS, write_events_args
 
 log = logging.getLogger(__name__)
 
@@ -157,28 +156,14 @@ class EventWriter:
                         self._pending[key] = pending
                 raise
 
-    def _args(self, attempt: int, job_id: str, mode: str, events: list[tuple[str, str]]) -> list:
-        args: list[Any] = [
-            attempt,
-            keys.live_channel(job_id),
-            self._retention_s,
-            self._maxlen,
-            mode,
-        ]
-        for event, data in events:
-            args.append(event)
-            args.append(data)
-        return args
-
     def _write_batch(self, batch: dict[_Key, _Pending]) -> None:
         pipe = self._redis.pipeline(transaction=False)
         order = list(batch)
         for job_id, attempt in order:
-            self._script(
-                keys=[keys.meta_key(job_id), keys.events_key(job_id)],
-                args=self._args(attempt, job_id, "append", batch[(job_id, attempt)].events),
-                client=pipe,
+            script_keys, args = self._script_args(
+                job_id, attempt, "append", batch[(job_id, attempt)].events
             )
+            self._script(keys=script_keys, args=args, client=pipe)
         replies = pipe.execute()
         for key, reply in zip(order, replies, strict=True):
             self._record(key, reply)
@@ -186,11 +171,15 @@ class EventWriter:
     def _write_now(
         self, job_id: str, attempt: int, mode: str, events: list[tuple[str, str]]
     ) -> AttemptState:
-        reply = self._script(
-            keys=[keys.meta_key(job_id), keys.events_key(job_id)],
-            args=self._args(attempt, job_id, mode, events),
+        script_keys, args = self._script_args(job_id, attempt, mode, events)
+        return self._record((job_id, attempt), self._script(keys=script_keys, args=args))
+
+    def _script_args(
+        self, job_id: str, attempt: int, mode: str, events: list[tuple[str, str]]
+    ) -> tuple[list[str], list[Any]]:
+        return write_events_args(
+            job_id, attempt, mode, events, retention_s=self._retention_s, maxlen=self._maxlen
         )
-        return self._record((job_id, attempt), reply)
 
     def _record(self, key: _Key, reply: list[int]) -> AttemptState:
         last, _current, cancel = (int(x) for x in reply)

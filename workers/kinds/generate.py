@@ -51,4 +51,5 @@ def run_generate(
         raise ProviderError(
             "content_filter", "the provider's content filter stopped the answer", retryable=False
         )
-    return GenerateOutput("".join(parts), outcome.finish_reason, outcome.usage, outcome.stopped)
+    finish_reason = "cancelled" if outcome.stopped else outcome.finish_reason
+    return GenerateOutput("".join(parts), finish_reason, outcome.usage, outcome.stopped)

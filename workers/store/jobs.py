@@ -181,6 +181,32 @@ class JobRepository:
         with self.db.session() as session:
             return bool(session.execute(stmt).rowcount == 1)  # type: ignore[attr-defined]
 
+    def request_cancel(self, job_id: str, *, tenant: str) -> tuple[Job | None, bool]:
+        """Cancel a job: at once if it is waiting, by flag if it runs.
+
+        Returns the job after the call and whether this call made it ``cancelled``.
+        """
+        now = utcnow()
+        waiting = [JobStatus.QUEUED.value, JobStatus.RETRYING.value]
+        with self.db.session() as session:
+            cancelled = session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.tenant == tenant, Job.status.in_(waiting))
+                .values(
+                    status=JobStatus.CANCELLED,
+                    cancel_requested=True,
+                    finished_at=now,
+                    updated_at=now,
+                )
+            ).rowcount  # type: ignore[attr-defined]
+            if not cancelled:
+                session.execute(
+                    update(Job)
+                    .where(Job.id == job_id, Job.tenant == tenant, Job.status == JobStatus.RUNNING)
+                    .values(cancel_requested=True, updated_at=now)
+                )
+        return self.get(job_id, tenant=tenant), bool(cancelled)
+
     def record_last_event(self, job_id: str, event_id: int) -> None:
         """Remember the id of the job's final event, so it can be served after retention."""
         with self.db.session() as session:
