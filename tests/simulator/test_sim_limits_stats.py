@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 
 import httpx
@@ -110,3 +112,37 @@ def test_config_endpoint(admin: httpx.Client) -> None:
     assert admin.put("/_sim/config", json={"rpm_limit": -1}).status_code == 400
     assert admin.put("/_sim/config", json={"bogus": 1}).status_code == 400
     assert admin.put("/_sim/config", json={"tokens_per_second": "fast"}).status_code == 400
+
+
+def test_hundreds_of_concurrent_streams(sim, admin: httpx.Client) -> None:
+    """200 paced streams at once, read by a minimal raw-socket client, all complete."""
+    admin.put("/_sim/config", json={"tokens_per_second": 50}).raise_for_status()
+    host, port = "127.0.0.1", sim.port
+
+    async def one(i: int) -> bytes:
+        reader, writer = await asyncio.open_connection(host, port)
+        body = json.dumps(
+            {"model": MODEL, "messages": [{"role": "user", "content": f"p{i}"}], "stream": True,
+             "max_tokens": 20}
+        ).encode()  # fmt: skip
+        writer.write(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: sim\r\nContent-Type: application/json"
+            b"\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        data = await reader.read()
+        writer.close()
+        await writer.wait_closed()
+        return data
+
+    async def run() -> list[bytes]:
+        return await asyncio.gather(*(one(i) for i in range(200)))
+
+    started = time.perf_counter()
+    answers = asyncio.run(run())
+    elapsed = time.perf_counter() - started
+    assert all(a.count(b"data: ") == 1 + 20 + 1 + 1 for a in answers)
+    assert all(b"data: [DONE]" in a for a in answers)
+    assert elapsed < 10
+    stats = admin.get("/_sim/stats").json()
+    assert stats["streams_completed"] == 200
+    assert stats["max_in_flight"] > 100
