@@ -22,13 +22,15 @@ from sqlalchemy import text
 from api.main import create_app
 from workers.celery_app import QUEUES, close_runtime, create_celery_app
 from workers.redis_server import RedisServer, start_redis
-from workers.settings import Settings
+from workers.settings import RateLimit, Settings
 from workers.simulator import RunningSimulator, SimulatorConfig, running_simulator
 from workers.store.db import make_engine
 from workers.store.migrate import upgrade
 
 TENANT_A, KEY_A = "tenant-a", "key-a-0123456789"
 TENANT_B, KEY_B = "tenant-b", "key-b-0123456789"
+#: The one model with a fleet-wide budget in the test settings: 5 requests per 2 s.
+LIMITED_MODEL = "limited-model"
 
 
 @pytest.fixture(scope="session")
@@ -111,6 +113,9 @@ def settings(redis_url: str, database_url: str, simulator: RunningSimulator) -> 
         sse_keepalive_s=2.0,
         worker_concurrency=16,
         provider_timeout_s=30,
+        max_countdown_s=2,
+        reconcile_interval_s=0.5,
+        rate_limits={LIMITED_MODEL: RateLimit(rpm=5, window_s=2.0)},
     )
 
 

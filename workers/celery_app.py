@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from celery import Celery
-from celery.signals import worker_shutdown
+from celery.signals import worker_shutdown, worker_shutting_down
 
 from workers.runtime import WorkerRuntime
 from workers.schemas import JobKind
@@ -48,14 +48,17 @@ def create_celery_app(settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,
         worker_cancel_long_running_tasks_on_connection_loss=True,
-        worker_enable_soft_shutdown_on_idle=True,
-        worker_soft_shutdown_timeout=30.0,
+        # SIGTERM: running jobs get shutdown_grace_s to finish, then hand their jobs
+        # back to the queue (see workers.runner); the soft shutdown timeout is only a
+        # backstop for an attempt that is stuck waiting on its provider.
+        worker_soft_shutdown_timeout=settings.shutdown_grace_s + 15.0,
     )
     app.aijobs_settings = settings  # type: ignore[attr-defined]
     return app
 
 
 _runtime_lock = threading.Lock()
+_RUNTIMES: set[WorkerRuntime] = set()
 
 
 def runtime_for(app: Celery) -> WorkerRuntime:
@@ -68,8 +71,13 @@ def runtime_for(app: Celery) -> WorkerRuntime:
         if runtime is None:
             settings: Settings = app.aijobs_settings  # type: ignore[attr-defined]
             concurrency = app.conf.worker_concurrency or settings.worker_concurrency
-            runtime = WorkerRuntime.build(settings, concurrency=concurrency)
+
+            def send(job_id: str, kind: str) -> None:
+                app.send_task(TASK_NAMES[kind], args=[job_id], queue=kind)
+
+            runtime = WorkerRuntime.build(settings, send=send, concurrency=concurrency)
             app.aijobs_runtime = runtime  # type: ignore[attr-defined]
+            _RUNTIMES.add(runtime)
     return runtime
 
 
@@ -78,7 +86,16 @@ def close_runtime(app: Celery) -> None:
     runtime: WorkerRuntime | None = getattr(app, "aijobs_runtime", None)
     if runtime is not None:
         app.aijobs_runtime = None  # type: ignore[attr-defined]
+        _RUNTIMES.discard(runtime)
         runtime.close()
+
+
+@worker_shutting_down.connect
+def _hand_off_on_shutdown(sender: object = None, how: str = "", **_: object) -> None:
+    # Sent with the worker's hostname only; every app built in this process that
+    # has a runtime is this worker's.
+    for runtime in list(_RUNTIMES):
+        runtime.hand_off_after(runtime.settings.shutdown_grace_s)
 
 
 @worker_shutdown.connect

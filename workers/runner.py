@@ -19,10 +19,13 @@ from workers.kinds.generate import run_generate
 from workers.logs import log_transition
 from workers.providers.base import ProviderError
 from workers.runtime import WorkerRuntime
-from workers.schemas import JOB_INPUT_ADAPTER, JobStatus
+from workers.schemas import JOB_INPUT_ADAPTER, EmbedInput, ExtractInput, GenerateInput, JobStatus
 from workers.store.models import Job
 
 log = logging.getLogger(__name__)
+
+
+JobSpec = GenerateInput | ExtractInput | EmbedInput
 
 
 class RetryLater(Exception):
@@ -51,15 +54,60 @@ def run_job(rt: WorkerRuntime, job_id: str) -> None:
         log.info("job %s is running elsewhere; duplicate delivery ignored", job_id)
         return
     try:
+        spec = JOB_INPUT_ADAPTER.validate_python(job.input)
+        estimate = estimate_tokens(spec)
+        wait_s = _admit(rt, job.model, estimate)
+        if wait_s > 0:
+            _defer(rt, job, wait_s, started)
+            return
         claim = rt.repo.claim(job_id, seen_attempts=seen)
         if claim.attempt is None:
             return
-        _run_attempt(rt, job, attempt, started)
+        _run_attempt(rt, job, spec, attempt, estimate, started)
     finally:
         rt.leases.release(job_id)
 
 
-def _run_attempt(rt: WorkerRuntime, job: Job, attempt: int, started: float) -> None:
+def estimate_tokens(spec: JobSpec) -> int:
+    """A provider-side token estimate before the call (~4 characters a token)."""
+    if isinstance(spec, GenerateInput):
+        chars = sum(len(m.content) for m in spec.messages)
+        return chars // 4 + (spec.max_tokens or 512)
+    return 0
+
+
+def _admit(rt: WorkerRuntime, model: str, estimate: int) -> float:
+    """Spend the fleet-wide budget for one call; 0 when admitted, else how long to wait."""
+    slept = 0.0
+    while True:
+        wait_s = rt.limiter.acquire(model, estimate)
+        if wait_s <= 0:
+            return 0.0
+        if slept + wait_s > rt.settings.rate_limit_sleep_max_s:
+            return wait_s
+        time.sleep(wait_s)  # a short wait: cheaper than a round trip through the queue
+        slept += wait_s
+
+
+def _defer(rt: WorkerRuntime, job: Job, wait_s: float, started: float) -> None:
+    """Put a job that may not call its provider yet back in the queue, attempts untouched."""
+    waiting = {
+        "status": job.status,
+        "attempt": job.attempts,
+        "reason": "rate_limit",
+        "wait_s": round(wait_s, 3),
+    }
+    rt.writer.finish(job.id, job.attempts, [(EventType.STATUS, waiting)])
+    log_transition(job.id, job.kind, job.attempts, "deferred", started, wait_s=wait_s)
+    if wait_s > rt.settings.max_countdown_s:
+        rt.reconciler.park(job.id, job.kind, time.time() + wait_s)
+        return
+    raise RetryLater(wait_s)
+
+
+def _run_attempt(
+    rt: WorkerRuntime, job: Job, spec: JobSpec, attempt: int, estimate: int, started: float
+) -> None:
     opening: list[tuple[str, dict[str, Any]]] = []
     if attempt > 1:
         opening.append((EventType.RESET, {"attempt": attempt}))
@@ -71,7 +119,7 @@ def _run_attempt(rt: WorkerRuntime, job: Job, attempt: int, started: float) -> N
         return
     log_transition(job.id, job.kind, attempt, JobStatus.RUNNING, started)
     try:
-        result, usage, stopped = _run_kind(rt, job, attempt)
+        result, usage, stopped = _run_kind(rt, job, spec, attempt, estimate)
     except Fenced:
         log_transition(job.id, job.kind, attempt, "superseded", started)
         return
@@ -91,9 +139,8 @@ def _run_attempt(rt: WorkerRuntime, job: Job, attempt: int, started: float) -> N
 
 
 def _run_kind(
-    rt: WorkerRuntime, job: Job, attempt: int
+    rt: WorkerRuntime, job: Job, spec: JobSpec, attempt: int, estimate: int
 ) -> tuple[dict[str, Any], dict[str, int] | None, bool]:
-    spec = JOB_INPUT_ADAPTER.validate_python(job.input)
     writer = rt.writer
     job_id = job.id
 
@@ -101,14 +148,24 @@ def _run_kind(
         writer.delta(job_id, attempt, text)
 
     state = writer.state(job_id, attempt)
+    handing_off = rt.handing_off
 
     def should_stop() -> bool:
-        return state.fenced or state.cancel_requested
+        return state.fenced or state.cancel_requested or handing_off.is_set()
 
     if spec.kind == "generate":
         out = run_generate(spec, rt.provider, on_text, should_stop)
+        if out.usage:
+            rt.limiter.settle(job.model, estimate, out.usage.get("total_tokens", estimate))
         if state.fenced:
             raise Fenced(f"job {job_id} attempt {attempt} was superseded")
+        if out.stopped and not state.cancel_requested:
+            raise ProviderError(
+                "worker_shutdown",
+                "the worker shut down; the job was handed to another worker",
+                retryable=True,
+                retry_after_s=0.0,
+            )
         return out.result(), out.usage, out.stopped
     raise ProviderError("unsupported_kind", f"kind {spec.kind!r} is not supported", retryable=False)
 
@@ -117,20 +174,16 @@ def _on_provider_error(
     rt: WorkerRuntime, job: Job, attempt: int, exc: ProviderError, started: float
 ) -> None:
     settings = rt.settings
+    if exc.code == "rate_limited" and exc.retry_after_s:
+        rt.limiter.block_for(job.model, exc.retry_after_s)  # every worker holds off
     if not exc.retryable or attempt >= settings.max_attempts:
         error = exc.as_error()
         if exc.retryable:
             error["message"] = f"{exc.message} (gave up after {attempt} attempts)"
         _finish(rt, job, attempt, JobStatus.FAILED, started, error=error)
         return
-    wait_s = min(
-        compute_backoff_s(
-            attempt,
-            base_s=settings.retry_base_s,
-            cap_s=settings.retry_cap_s,
-            hint_s=exc.retry_after_s,
-        ),
-        float(settings.max_countdown_s),
+    wait_s = compute_backoff_s(
+        attempt, base_s=settings.retry_base_s, cap_s=settings.retry_cap_s, hint_s=exc.retry_after_s
     )
     if not rt.repo.transition(job.id, attempt=attempt, status=JobStatus.RETRYING):
         return
@@ -145,6 +198,10 @@ def _on_provider_error(
     log_transition(
         job.id, job.kind, attempt, JobStatus.RETRYING, started, reason=exc.code, wait_s=wait_s
     )
+    if wait_s > settings.max_countdown_s:
+        # Too long for a countdown (the broker would redeliver it): park it.
+        rt.reconciler.park(job.id, job.kind, time.time() + wait_s)
+        return
     raise RetryLater(wait_s)
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 
 from redis import BlockingConnectionPool, Redis
 
@@ -10,6 +11,8 @@ from workers.events.writer import EventWriter
 from workers.leases import LeaseKeeper
 from workers.providers.base import Provider
 from workers.providers.openai_compat import OpenAIProvider
+from workers.ratelimit import RateLimiter
+from workers.reconciler import Reconciler, Send
 from workers.settings import Settings, SettingsError
 from workers.store import Database, JobRepository
 
@@ -38,7 +41,7 @@ def build_provider(settings: Settings, *, max_connections: int = 1000) -> Provid
     )
 
 
-@dataclass
+@dataclass(eq=False)
 class WorkerRuntime:
     """The per-process parts of a worker: store, Redis, event writer, leases, provider."""
 
@@ -48,12 +51,23 @@ class WorkerRuntime:
     writer: EventWriter
     leases: LeaseKeeper
     provider: Provider
+    reconciler: Reconciler
+    limiter: RateLimiter
+    #: Set when the worker is shutting down and its grace period is over: running
+    #: attempts stop between chunks and hand their job back to the queue.
+    handing_off: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
-    def build(cls, settings: Settings, *, concurrency: int | None = None) -> WorkerRuntime:
-        """Build and start the runtime for ``concurrency`` concurrent jobs."""
+    def build(
+        cls, settings: Settings, *, send: Send, concurrency: int | None = None
+    ) -> WorkerRuntime:
+        """Build and start the runtime for ``concurrency`` concurrent jobs.
+
+        ``send(job_id, kind)`` enqueues a job (the reconciler re-enqueues with it).
+        """
         slots = concurrency or settings.worker_concurrency
         redis = redis_client(settings.require_redis_url(), max_connections=slots + 20)
+        repo = JobRepository(Database(settings.database_url, pool_size=min(slots, 20)))
         writer = EventWriter(
             redis,
             retention_s=settings.stream_retention_s,
@@ -61,20 +75,38 @@ class WorkerRuntime:
             flush_interval_s=settings.delta_flush_ms / 1000,
         )
         leases = LeaseKeeper(redis, ttl_s=settings.lease_ttl_s)
+        reconciler = Reconciler(
+            repo=repo,
+            redis=redis,
+            send=send,
+            lease_ttl_s=settings.lease_ttl_s,
+            max_countdown_s=settings.max_countdown_s,
+            interval_s=settings.reconcile_interval_s,
+        )
         runtime = cls(
             settings=settings,
-            repo=JobRepository(Database(settings.database_url, pool_size=min(slots, 20))),
+            repo=repo,
             redis=redis,
             writer=writer,
             leases=leases,
             provider=build_provider(settings, max_connections=slots + 10),
+            reconciler=reconciler,
+            limiter=RateLimiter(redis, settings.rate_limits, provider=settings.provider_name),
         )
         writer.start()
         leases.start()
+        reconciler.start()
         return runtime
+
+    def hand_off_after(self, grace_s: float) -> None:
+        """Let running attempts finish for ``grace_s``, then make them hand their jobs back."""
+        timer = threading.Timer(grace_s, self.handing_off.set)
+        timer.daemon = True
+        timer.start()
 
     def close(self) -> None:
         """Flush events, stop background threads, close connections."""
+        self.reconciler.stop()
         self.leases.stop()
         self.writer.stop()
         close = getattr(self.provider, "close", None)

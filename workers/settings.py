@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SQLITE_URL = "sqlite:///./aijobs.db"
@@ -16,6 +16,14 @@ DEFAULT_SQLITE_URL = "sqlite:///./aijobs.db"
 
 class SettingsError(ValueError):
     """Raised when the configuration is unusable (a missing URL, limits that collide)."""
+
+
+class RateLimit(BaseModel):
+    """A fleet-wide budget for one model: requests and tokens per window (0 = unlimited)."""
+
+    rpm: int = Field(default=0, ge=0, description="requests per window")
+    tpm: int = Field(default=0, ge=0, description="tokens per window")
+    window_s: float = Field(default=60.0, gt=0.0)
 
 
 def _env(name: str) -> AliasChoices:
@@ -55,12 +63,18 @@ class Settings(BaseSettings):
 
     # Jobs and workers.
     max_attempts: int = Field(default=5, ge=1)
-    lease_ttl_s: float = Field(default=15.0, ge=1.0)
+    lease_ttl_s: float = Field(default=15.0, ge=0.5)
+    reconcile_interval_s: float = Field(default=5.0, ge=0.1)
+    shutdown_grace_s: float = Field(default=20.0, ge=0.0)
     task_time_limit_s: int = Field(default=3_600, ge=10)
     max_countdown_s: int = Field(default=300, ge=1)
     visibility_timeout_s: int = Field(default=7_200, ge=60)
     worker_concurrency: int = Field(default=100, ge=1)
     worker_pool: str = "threads"
+    #: Per model (or "*"): {"gpt-4o-mini": {"rpm": 500, "tpm": 200000}}, as JSON in the env.
+    rate_limits: dict[str, RateLimit] = Field(default_factory=dict)
+    #: A rate-limit wait up to this long is slept in the worker; longer ones re-queue.
+    rate_limit_sleep_max_s: float = Field(default=2.0, ge=0.0)
     retry_base_s: float = Field(default=1.0, gt=0.0)
     retry_cap_s: float = Field(default=60.0, gt=0.0)
     default_model: str = "gpt-4o-mini"

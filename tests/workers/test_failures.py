@@ -163,7 +163,7 @@ def test_a_job_that_keeps_crashing_its_worker_stops_at_the_cap(
 
 
 def test_stale_attempt_cannot_write_events(settings: Settings, rds: Any) -> None:
-    rt = WorkerRuntime.build(settings, concurrency=2)
+    rt = WorkerRuntime.build(settings, send=lambda *_: None, concurrency=2)
     try:
         job_id = uuid.uuid4().hex
         rt.writer.begin(job_id, 1, [("status", {"status": "running", "attempt": 1})])

@@ -8,6 +8,11 @@ from __future__ import annotations
 
 PREFIX = "aijobs"
 
+#: Sorted set of parked jobs (member ``<kind>:<job id>``, score = when due, epoch seconds).
+PARKED = f"{PREFIX}:parked"
+#: Held for a moment by the worker process that runs a reconciler pass.
+RECONCILER_LOCK = f"{PREFIX}:reconciler:lock"
+
 
 def events_key(job_id: str) -> str:
     """The job's Redis Stream: the backlog of its events (entry id ``0-<event id>``)."""
@@ -27,6 +32,17 @@ def meta_key(job_id: str) -> str:
 def lease_key(job_id: str) -> str:
     """Held, with a TTL, by the worker running the job's current attempt."""
     return f"{PREFIX}:{{{job_id}}}:lease"
+
+
+def rescue_key(job_id: str) -> str:
+    """Set when the reconciler re-enqueues the job, so it does so once per lease period."""
+    return f"{PREFIX}:{{{job_id}}}:rescued"
+
+
+def rate_limit_keys(provider: str, model: str) -> list[str]:
+    """The limiter's request log, token bucket and blocked-until keys of a provider+model."""
+    tag = f"{PREFIX}:rl:{{{provider}:{model}}}"
+    return [f"{tag}:requests", f"{tag}:tokens", f"{tag}:blocked"]
 
 
 def stream_entry_id(event_id: int) -> str:

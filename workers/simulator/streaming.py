@@ -192,6 +192,7 @@ class ChatStream(Response):
                         return False
                 end = min(limit, max(i + 1, int((now - start) / interval)))
             else:
+                now = loop.time()
                 end = min(limit, i + _FAST_BATCH)
             body = b"".join([prefix + _json_str(t) + suffix for t in tokens[i:end]])
             await send({"type": "http.response.body", "body": body, "more_body": True})

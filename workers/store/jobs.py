@@ -11,7 +11,7 @@ import base64
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, or_, select, update
@@ -180,6 +180,18 @@ class JobRepository:
         )
         with self.db.session() as session:
             return bool(session.execute(stmt).rowcount == 1)  # type: ignore[attr-defined]
+
+    def list_stale(self, status: JobStatus, *, older_than_s: float, limit: int) -> list[Job]:
+        """Jobs in ``status`` not updated for ``older_than_s`` seconds, oldest first."""
+        cutoff = utcnow() - timedelta(seconds=older_than_s)
+        query = (
+            select(Job)
+            .where(Job.status == status, Job.updated_at <= cutoff)
+            .order_by(Job.updated_at)
+            .limit(limit)
+        )
+        with self.db.session() as session:
+            return list(session.scalars(query))
 
     def request_cancel(self, job_id: str, *, tenant: str) -> tuple[Job | None, bool]:
         """Cancel a job: at once if it is waiting, by flag if it runs.

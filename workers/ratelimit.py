@@ -1,0 +1,132 @@
+"""A fleet-wide rate limiter: every worker process shares one budget per provider and model.
+
+Celery's ``rate_limit`` is per worker, so N workers would spend N times the budget. Here
+one atomic Lua script on the shared Redis, on Redis's own clock, checks before each
+provider call:
+
+- requests per window: an exact sliding log (a sorted set of admission times), so no
+  window of ``window_s`` ever holds more than ``rpm`` admissions;
+- tokens per window: a token bucket charged with an estimate before the call and
+  corrected with the real usage after it;
+- "blocked until": learned from a provider's 429 (retry-after), shared by all.
+
+It answers "go" or "wait this long"; the caller decides whether to sleep or re-queue.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from redis import Redis
+
+from workers.events import keys
+from workers.settings import RateLimit
+
+_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local window = tonumber(ARGV[1])
+local rpm = tonumber(ARGV[2])
+local tpm = tonumber(ARGV[3])
+local cost = tonumber(ARGV[4])
+local wait = 0
+local blocked = tonumber(redis.call('GET', KEYS[3]) or '0')
+if blocked > now then wait = blocked - now end
+if rpm > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+  local n = redis.call('ZCARD', KEYS[1])
+  if n >= rpm then
+    local nth = redis.call('ZRANGE', KEYS[1], n - rpm, n - rpm, 'WITHSCORES')
+    wait = math.max(wait, tonumber(nth[2]) + window - now + 1)
+  end
+end
+local level = 0
+if tpm > 0 then
+  local b = redis.call('HMGET', KEYS[2], 'level', 'ts')
+  level = tonumber(b[1] or tpm)
+  local last = tonumber(b[2] or now)
+  level = math.min(tpm, level + (now - last) * tpm / window)
+  local need = math.min(cost, tpm)
+  if level < need then wait = math.max(wait, math.ceil((need - level) * window / tpm)) end
+end
+if wait > 0 then return wait end
+if rpm > 0 then
+  redis.call('ZADD', KEYS[1], now, ARGV[5])
+  redis.call('PEXPIRE', KEYS[1], window * 2)
+end
+if tpm > 0 then
+  redis.call('HSET', KEYS[2], 'level', tostring(level - cost), 'ts', now)
+  redis.call('PEXPIRE', KEYS[2], window * 2)
+end
+return 0
+"""
+
+_ADJUST = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('HINCRBYFLOAT', KEYS[1], 'level', ARGV[1])
+end
+return 0
+"""
+
+_BLOCK = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local due = now + tonumber(ARGV[1])
+if due > tonumber(redis.call('GET', KEYS[1]) or '0') then
+  redis.call('SET', KEYS[1], due, 'PX', tonumber(ARGV[1]) + 1000)
+end
+return 0
+"""
+
+
+class RateLimiter:
+    """Checks and spends the shared budgets of provider+model pairs."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        limits: dict[str, RateLimit],
+        *,
+        provider: str,
+        safety_ms: int = 250,
+    ) -> None:
+        self._redis = redis
+        self._limits = limits
+        self._provider = provider
+        self._safety_ms = safety_ms
+        self._acquire = redis.register_script(_ACQUIRE)
+        self._adjust = redis.register_script(_ADJUST)
+        self._block = redis.register_script(_BLOCK)
+
+    def limit_for(self, model: str) -> RateLimit | None:
+        """The configured budget of ``model`` (or the ``*`` default)."""
+        return self._limits.get(model) or self._limits.get("*")
+
+    def acquire(self, model: str, tokens: int) -> float:
+        """Spend one request and ``tokens`` if the budget allows; else seconds to wait.
+
+        Always consults "blocked until", even for models without a budget.
+        """
+        limit = self.limit_for(model) or RateLimit()
+        # A little slack on the window: the provider's clock starts when our request
+        # arrives, a moment after we admitted it.
+        window_ms = int(limit.window_s * 1000) + self._safety_ms
+        wait_ms = self._acquire(
+            keys=self._keys(model),
+            args=[window_ms, limit.rpm, limit.tpm, max(0, tokens), secrets.token_hex(8)],
+        )
+        return int(wait_ms) / 1000.0
+
+    def settle(self, model: str, estimated: int, actual: int) -> None:
+        """Correct the token bucket once the real usage is known."""
+        limit = self.limit_for(model)
+        if limit is not None and limit.tpm and actual != estimated:
+            self._adjust(keys=[self._keys(model)[1]], args=[estimated - actual])
+
+    def block_for(self, model: str, seconds: float) -> None:
+        """Hold every worker's calls to ``model`` for ``seconds`` (a provider's 429 said so)."""
+        if seconds > 0:
+            self._block(keys=[self._keys(model)[2]], args=[int(seconds * 1000)])
+
+    def _keys(self, model: str) -> list[str]:
+        return keys.rate_limit_keys(self._provider, model)

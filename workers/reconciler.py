@@ -1,0 +1,134 @@
+"""One mechanism that brings stuck jobs back to the queue.
+
+Runs in every worker process; a short Redis lock lets one of them act per tick.
+- A running job whose lease lapsed lost its worker (SIGKILL, OOM, a lost machine):
+  it is re-enqueued within ``lease_ttl_s`` plus one tick, not after the broker's
+  visibility timeout. Fencing makes that safe even if the old attempt still lives.
+- A parked job (its wait was longer than a countdown may be) is re-enqueued when due.
+- A retrying job whose countdown message was lost is re-enqueued once it is overdue.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from redis import Redis
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
+
+from workers.events import keys
+from workers.schemas import JobStatus
+from workers.store import JobRepository
+
+log = logging.getLogger(__name__)
+
+#: Re-enqueue a job: (job id, kind).
+Send = Callable[[str, str], None]
+
+
+@dataclass
+class ReconcileReport:
+    """What one pass re-enqueued, by reason."""
+
+    lease_lapsed: list[str] = field(default_factory=list)
+    parked_due: list[str] = field(default_factory=list)
+    retry_overdue: list[str] = field(default_factory=list)
+
+
+class Reconciler:
+    """Periodic rescue of dead attempts, due parked jobs and lost retries."""
+
+    def __init__(
+        self,
+        *,
+        repo: JobRepository,
+        redis: Redis,
+        send: Send,
+        lease_ttl_s: float,
+        max_countdown_s: float,
+        interval_s: float,
+    ) -> None:
+        self._repo = repo
+        self._redis = redis
+        self._send = send
+        self._lease_ttl_s = lease_ttl_s
+        self._max_countdown_s = max_countdown_s
+        self._interval_s = interval_s
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def park(self, job_id: str, kind: str, due: float) -> None:
+        """Hold a job out of the queue until ``due`` (epoch seconds)."""
+        self._redis.zadd(keys.PARKED, {f"{kind}:{job_id}": due})
+
+    def tick(self) -> ReconcileReport:
+        """One pass, if this process wins the tick's lock."""
+        report = ReconcileReport()
+        lock_ms = max(100, int(self._interval_s * 900))
+        if not self._redis.set(keys.RECONCILER_LOCK, "1", nx=True, px=lock_ms):
+            return report
+        now = time.time()
+        for member in self._redis.zrangebyscore(keys.PARKED, "-inf", now, start=0, num=500):
+            text = member.decode() if isinstance(member, bytes) else member
+            if self._redis.zrem(keys.PARKED, member):  # only one process wins each
+                kind, _, job_id = text.partition(":")
+                self._send(job_id, kind)
+                report.parked_due.append(job_id)
+
+        running = self._repo.list_stale(JobStatus.RUNNING, older_than_s=0, limit=500)
+        if running:
+            pipe = self._redis.pipeline(transaction=False)
+            for job in running:
+                pipe.exists(keys.lease_key(job.id))
+            for job, alive in zip(running, pipe.execute(), strict=True):
+                if not alive and self._claim_rescue(job.id):
+                    self._send(job.id, job.kind)
+                    report.lease_lapsed.append(job.id)
+
+        overdue_s = self._max_countdown_s + 60
+        for job in self._repo.list_stale(JobStatus.RETRYING, older_than_s=overdue_s, limit=500):
+            if self._redis.zscore(keys.PARKED, f"{job.kind}:{job.id}") is None and (
+                self._claim_rescue(job.id)
+            ):
+                self._send(job.id, job.kind)
+                report.retry_overdue.append(job.id)
+        for reason, ids in (
+            ("lease lapsed", report.lease_lapsed),
+            ("parked wait over", report.parked_due),
+            ("retry overdue", report.retry_overdue),
+        ):
+            for job_id in ids:
+                log.info("job %s re-enqueued: %s", job_id, reason)
+        return report
+
+    def _claim_rescue(self, job_id: str) -> bool:
+        # One rescue per lease period: the re-enqueued delivery needs time to start.
+        ttl_ms = int(self._lease_ttl_s * 2000)
+        return bool(self._redis.set(keys.rescue_key(job_id), "1", nx=True, px=ttl_ms))
+
+    def start(self) -> None:
+        """Run ``tick`` every ``interval_s`` in a background thread."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="aijobs-reconciler")
+            self._thread.daemon = True
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop ticking."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self._interval_s):
+            try:
+                self.tick()
+            except (RedisError, SQLAlchemyError, OSError) as exc:
+                log.warning("reconciler pass failed: %s", exc)
+            except Exception:  # pragma: no cover - a bug must not kill the thread
+                log.exception("reconciler pass crashed")
