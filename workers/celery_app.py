@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from celery import Celery
-from celery.signals import worker_shutdown, worker_shutting_down
+from celery.signals import worker_init, worker_shutdown, worker_shutting_down
 
 from workers.runtime import WorkerRuntime
 from workers.schemas import JobKind
@@ -88,6 +88,17 @@ def close_runtime(app: Celery) -> None:
         app.aijobs_runtime = None  # type: ignore[attr-defined]
         _RUNTIMES.discard(runtime)
         runtime.close()
+
+
+@worker_init.connect
+def _build_at_start(sender: object = None, **_: object) -> None:
+    # Build the runtime when the worker starts, not on its first task: its
+    # reconciler must run even on an idle worker (that is how a dead worker's jobs
+    # come back). A prefork pool builds one per child, lazily, after the fork.
+    app = getattr(sender, "app", None)
+    pool = str(getattr(sender, "pool_cls", ""))
+    if isinstance(app, Celery) and hasattr(app, "aijobs_settings") and "prefork" not in pool:
+        runtime_for(app)
 
 
 @worker_shutting_down.connect

@@ -1,0 +1,173 @@
+"""Whole worker processes, killed and stopped for real: nothing is lost, nothing doubled.
+
+These tests run `aijobs worker` subprocesses against their own Redis database and their
+own SQLite store, so the in-process worker of the other tests never sees their jobs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from celery import Celery
+
+from tests.conftest import TENANT_A
+from tests.support import wait_for
+from workers.celery_app import TASK_NAMES, create_celery_app
+from workers.settings import Settings
+from workers.simulator import RunningSimulator
+from workers.store import Database, JobRepository
+from workers.store.migrate import upgrade
+
+
+class Fleet:
+    """Worker processes sharing one broker, one store and the simulator."""
+
+    def __init__(self, env: dict[str, str], settings: Settings, log_dir: Path) -> None:
+        self.env = env
+        self.settings = settings
+        self.log_dir = log_dir
+        self.app: Celery = create_celery_app(settings)
+        self.repo = JobRepository(Database(settings.database_url))
+        self.redis = redis.Redis.from_url(env["REDIS_URL"], decode_responses=True)
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start_worker(self, name: str) -> subprocess.Popen[bytes]:
+        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the fleet
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "workers.cli", "worker", "--queues", "generate",
+             "--concurrency", "4", "--hostname", f"{name}@%h"],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        log.close()
+        self.procs.append(proc)
+        return proc
+
+    def submit(self, model: str, max_tokens: int) -> str:
+        messages = [{"role": "user", "content": "go"}]
+        payload = {"kind": "generate", "model": model, "max_tokens": max_tokens,
+                   "temperature": None, "messages": messages}  # fmt: skip
+        job = self.repo.create(
+            tenant=TENANT_A, kind="generate", model=model, payload=payload, meta={}
+        )
+        self.app.send_task(TASK_NAMES["generate"], args=[job.id], queue="generate")
+        return job.id
+
+    def events(self, job_id: str) -> list[tuple[str, dict[str, Any]]]:
+        entries = self.redis.xrange(f"aijobs:{{{job_id}}}:events")
+        return [(f["e"], json.loads(f["d"])) for _, f in entries]
+
+    def finished(self, job_id: str, timeout_s: float) -> Any:
+        def done() -> Any:
+            job = self.repo.get(job_id)
+            return job if job and job.status in ("succeeded", "failed", "cancelled") else None
+
+        return wait_for(done, timeout_s=timeout_s, interval_s=0.2)
+
+    def close(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        self.app.close()
+        self.repo.db.dispose()
+        self.redis.close()
+
+
+@pytest.fixture
+def fleet(tmp_path: Path, redis_server: Any, simulator: RunningSimulator) -> Iterator[Fleet]:
+    redis_url = redis_server.url.rsplit("/", 1)[0] + "/1"
+    redis.Redis.from_url(redis_url).flushdb()
+    database_url = f"sqlite:///{tmp_path / 'fleet.db'}"
+    upgrade(database_url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIJOBS_")}
+    env |= {
+        "REDIS_URL": redis_url,
+        "DATABASE_URL": database_url,
+        "OPENAI_BASE_URL": simulator.api_base,
+        "OPENAI_API_KEY": "sk-test",
+        "AIJOBS_LEASE_TTL_S": "2",
+        "AIJOBS_RECONCILE_INTERVAL_S": "0.5",
+        "AIJOBS_SHUTDOWN_GRACE_S": "1",
+        "AIJOBS_RETRY_BASE_S": "0.05",
+        "AIJOBS_DELTA_FLUSH_MS": "10",
+        "AIJOBS_LOG_LEVEL": "INFO",
+    }
+    settings = Settings(redis_url=redis_url, database_url=database_url)
+    fleet = Fleet(env, settings, tmp_path)
+    yield fleet
+    fleet.close()
+
+
+def slow_provider(simulator: RunningSimulator, tokens_per_second: float) -> None:
+    config = {"tokens_per_second": tokens_per_second}
+    httpx.put(f"{simulator.base_url}/_sim/config", json=config).raise_for_status()
+
+
+def deltas(events: list[tuple[str, dict[str, Any]]]) -> int:
+    return sum(1 for kind, _ in events if kind == "delta")
+
+
+def text_after_last_reset(events: list[tuple[str, dict[str, Any]]]) -> str:
+    text: list[str] = []
+    for kind, data in events:
+        if kind == "reset":
+            text = []
+        elif kind == "delta":
+            text.append(data["text"])
+    return "".join(text)
+
+
+def test_sigkilled_worker_job_is_rescued_by_liveness(
+    fleet: Fleet, simulator: RunningSimulator
+) -> None:
+    slow_provider(simulator, 20)
+    doomed = fleet.start_worker("doomed")
+    job_id = fleet.submit("m", max_tokens=60)
+    wait_for(lambda: deltas(fleet.events(job_id)) >= 5, timeout_s=30)
+    os.killpg(doomed.pid, signal.SIGKILL)  # every process of the worker, mid-stream
+    doomed.wait()
+    killed_at = time.monotonic()
+    fleet.start_worker("rescuer")
+    job = fleet.finished(job_id, timeout_s=60)
+    assert time.monotonic() - killed_at < 60
+    assert job.status == "succeeded" and job.attempts == 2
+    events = fleet.events(job_id)
+    kinds = [kind for kind, _ in events]
+    assert kinds.count("result") == 1 and kinds[-1] == "done"
+    assert ("reset", {"attempt": 2}) in events
+    assert text_after_last_reset(events) == job.result["text"]
+    assert len(job.result["text"].split()) == 60
+    assert all(d["attempt"] == 2 for k, d in events[kinds.index("reset") :] if k == "delta")
+
+
+def test_sigterm_hands_running_jobs_back_and_exits(
+    fleet: Fleet, simulator: RunningSimulator
+) -> None:
+    slow_provider(simulator, 20)
+    leaving = fleet.start_worker("leaving")
+    job_id = fleet.submit("m", max_tokens=200)  # ~10 s: longer than the 1 s grace
+    wait_for(lambda: deltas(fleet.events(job_id)) >= 3, timeout_s=30)
+    leaving.send_signal(signal.SIGTERM)
+    assert leaving.wait(30) == 0  # it stops within grace + one chunk, not after the job
+    row = fleet.repo.get(job_id)
+    assert row is not None and row.status == "retrying"
+    handed = [d for k, d in fleet.events(job_id) if k == "status" and d["status"] == "retrying"]
+    assert handed and handed[-1]["reason"] == "worker_shutdown"
+    slow_provider(simulator, 400)
+    fleet.start_worker("next")
+    job = fleet.finished(job_id, timeout_s=60)
+    assert job.status == "succeeded" and job.attempts == 2
+    events = fleet.events(job_id)
+    assert [k for k, _ in events].count("result") == 1
+    assert text_after_last_reset(events) == job.result["text"]
