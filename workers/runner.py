@@ -12,7 +12,7 @@ import logging
 import time
 from typing import Any
 
-from workers.backoff import compute_backoff_s
+from workers.backoff import backoff_ceiling_s, compute_backoff_s
 from workers.events.protocol import EventType
 from workers.events.writer import Fenced
 from workers.kinds.generate import run_generate
@@ -194,6 +194,10 @@ def _on_provider_error(
         "message": exc.message,
         "wait_s": round(wait_s, 3),
     }
+    if exc.retry_after_s is None:
+        status["backoff_max_s"] = backoff_ceiling_s(
+            attempt, base_s=settings.retry_base_s, cap_s=settings.retry_cap_s
+        )
     rt.writer.finish(job.id, attempt, [(EventType.STATUS, status)])
     log_transition(
         job.id, job.kind, attempt, JobStatus.RETRYING, started, reason=exc.code, wait_s=wait_s

@@ -75,6 +75,9 @@ def test_server_errors_retry_then_succeed(client: httpx.Client, simulator: Any, 
     retrying = [e.data for e in events if e.event == "status" and e.data["status"] == "retrying"]
     assert [r["attempt"] for r in retrying] == [1, 2]
     assert all(r["reason"] == "provider_http_500" for r in retrying)
+    # Full jitter under a ceiling that doubles with each attempt.
+    assert [r["backoff_max_s"] for r in retrying] == [0.05, 0.1]
+    assert all(0 <= r["wait_s"] <= r["backoff_max_s"] for r in retrying)
     assert [e.data["attempt"] for e in events if e.event == "reset"] == [2, 3]
     assert text_after_last_reset(events) == job["result"]["text"]
     assert stats(simulator)["requests_by_model"][model] == 3
