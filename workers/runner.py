@@ -15,7 +15,8 @@ from typing import Any
 from workers.backoff import backoff_ceiling_s, compute_backoff_s
 from workers.events.protocol import EventType
 from workers.events.writer import Fenced
-from workers.kinds.generate import run_generate
+from workers.kinds.extract import ExtractOutput, run_extract
+from workers.kinds.generate import GenerateOutput, run_generate
 from workers.logs import log_transition
 from workers.providers.base import ProviderError
 from workers.runtime import WorkerRuntime
@@ -73,6 +74,8 @@ def estimate_tokens(spec: JobSpec) -> int:
     if isinstance(spec, GenerateInput):
         chars = sum(len(m.content) for m in spec.messages)
         return chars // 4 + (spec.max_tokens or 512)
+    if isinstance(spec, ExtractInput):
+        return (len(spec.text) + len(spec.instructions or "")) // 4 + 512
     return 0
 
 
@@ -153,21 +156,34 @@ def _run_kind(
     def should_stop() -> bool:
         return state.fenced or state.cancel_requested or handing_off.is_set()
 
-    if spec.kind == "generate":
+    out: GenerateOutput | ExtractOutput
+    if isinstance(spec, GenerateInput):
         out = run_generate(spec, rt.provider, on_text, should_stop)
-        if out.usage:
-            rt.limiter.settle(job.model, estimate, out.usage.get("total_tokens", estimate))
-        if state.fenced:
-            raise Fenced(f"job {job_id} attempt {attempt} was superseded")
-        if out.stopped and not state.cancel_requested:
-            raise ProviderError(
-                "worker_shutdown",
-                "the worker shut down; the job was handed to another worker",
-                retryable=True,
-                retry_after_s=0.0,
-            )
-        return out.result(), out.usage, out.stopped
-    raise ProviderError("unsupported_kind", f"kind {spec.kind!r} is not supported", retryable=False)
+    elif isinstance(spec, ExtractInput):
+
+        def on_round(round_: int) -> None:
+            writer.emit(job_id, attempt, EventType.RESET, {"attempt": attempt, "round": round_})
+
+        out = run_extract(
+            spec, rt.provider, on_text, on_round, should_stop,
+            repair_rounds=rt.settings.extract_repair_rounds,
+        )  # fmt: skip
+    else:
+        raise ProviderError(
+            "unsupported_kind", f"kind {spec.kind!r} is not supported", retryable=False
+        )
+    if out.usage:
+        rt.limiter.settle(job.model, estimate, out.usage.get("total_tokens", estimate))
+    if state.fenced:
+        raise Fenced(f"job {job_id} attempt {attempt} was superseded")
+    if out.stopped and not state.cancel_requested:
+        raise ProviderError(
+            "worker_shutdown",
+            "the worker shut down; the job was handed to another worker",
+            retryable=True,
+            retry_after_s=0.0,
+        )
+    return out.result(), out.usage, out.stopped
 
 
 def _on_provider_error(

@@ -91,7 +91,7 @@ JobInput = Annotated[GenerateInput | ExtractInput | EmbedInput, Field(discrimina
 JOB_INPUT_ADAPTER: TypeAdapter[GenerateInput | ExtractInput | EmbedInput] = TypeAdapter(JobInput)
 
 #: The kinds whose workers exist today; the API refuses the others with a clear message.
-SUPPORTED_KINDS = frozenset({JobKind.GENERATE})
+SUPPORTED_KINDS = frozenset({JobKind.GENERATE, JobKind.EXTRACT})
 
 
 class JobError(BaseModel):

@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     retry_base_s: float = Field(default=1.0, gt=0.0)
     retry_cap_s: float = Field(default=60.0, gt=0.0)
     default_model: str = "gpt-4o-mini"
+    #: How many times an extraction's invalid answer is fed back for repair.
+    extract_repair_rounds: int = Field(default=2, ge=0, le=10)
 
     # Operations.
     flower_basic_auth: SecretStr | None = None

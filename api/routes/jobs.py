@@ -17,6 +17,7 @@ from workers.events.protocol import EventType
 from workers.schemas import (
     SUPPORTED_KINDS,
     CancelAnswer,
+    ExtractInput,
     JobInput,
     JobKind,
     JobPage,
@@ -25,6 +26,7 @@ from workers.schemas import (
 )
 from workers.store.jobs import CursorError
 from workers.store.models import Job
+from workers.structured import SchemaRejected, prepare_schema
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 log = logging.getLogger(__name__)
@@ -57,6 +59,11 @@ def submit_job(
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT, f"kind: {body.kind!r} jobs are not available yet"
         )
+    if isinstance(body, ExtractInput):
+        try:
+            prepare_schema(body.json_schema)
+        except SchemaRejected as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
     payload = body.model_dump(mode="json", by_alias=True, exclude={"metadata"})
     job = state.repo.create(
         tenant=tenant, kind=body.kind, model=body.model, payload=payload, meta=body.metadata

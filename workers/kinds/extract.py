@@ -1,0 +1,116 @@
+"""The ``extract`` kind: JSON that matches a JSON Schema, repaired when it does not."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from workers.providers.base import ChatRequest, Provider, ProviderError
+from workers.schemas import ExtractInput
+from workers.structured import prepare_schema, strip_optional_nulls, validation_error
+
+DEFAULT_INSTRUCTIONS = (
+    "Extract the requested information from the user's text. Answer with JSON that "
+    "matches the schema; use null for what the text does not say."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ExtractOutput:
+    """The extracted data (or, when stopped early, the partial text)."""
+
+    data: Any
+    text: str
+    usage: dict[str, int] | None
+    stopped: bool
+    rounds: int
+
+    def result(self) -> dict[str, Any]:
+        """The job's ``result`` object."""
+        if self.stopped:
+            return {"data": None, "partial": self.text}
+        return {"data": self.data}
+
+
+def _add_usage(total: dict[str, int] | None, more: dict[str, int] | None) -> dict[str, int] | None:
+    if more is None:
+        return total
+    if total is None:
+        return dict(more)
+    return {k: total.get(k, 0) + more.get(k, 0) for k in set(total) | set(more)}
+
+
+def run_extract(
+    job: ExtractInput,
+    provider: Provider,
+    on_text: Callable[[str], None],
+    on_round: Callable[[int], None],
+    should_stop: Callable[[], bool],
+    *,
+    repair_rounds: int,
+) -> ExtractOutput:
+    """Ask for JSON in strict mode; on invalid JSON or a schema violation, feed the error
+    back and ask again, at most ``repair_rounds`` times."""
+    prepared = prepare_schema(job.json_schema)
+    response_format = {
+        "type": "json_schema",
+        "json_schema": {"name": "extraction", "schema": prepared.strict, "strict": True},
+    }
+    messages = [
+        {"role": "system", "content": job.instructions or DEFAULT_INSTRUCTIONS},
+        {"role": "user", "content": job.text},
+    ]
+    usage: dict[str, int] | None = None
+    error = ""
+    for round_ in range(repair_rounds + 1):
+        if round_:
+            on_round(round_)
+        parts: list[str] = []
+
+        def take(text: str, parts: list[str] = parts) -> None:
+            parts.append(text)
+            on_text(text)
+
+        request = ChatRequest(model=job.model, messages=messages, response_format=response_format)
+        outcome = provider.stream_chat(request, take, should_stop)
+        usage = _add_usage(usage, outcome.usage)
+        text = "".join(parts)
+        if outcome.stopped:
+            return ExtractOutput(None, text, usage, True, round_ + 1)
+        if outcome.refusal:
+            raise ProviderError("refusal", f"the model refused: {outcome.refusal}", retryable=False)
+        if outcome.finish_reason == "length":
+            raise ProviderError(
+                "length",
+                "the answer reached the token limit before the JSON was complete",
+                retryable=False,
+            )
+        if outcome.finish_reason == "content_filter":
+            raise ProviderError(
+                "content_filter",
+                "the provider's content filter stopped the answer",
+                retryable=False,
+            )
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            error = f"the answer is not valid JSON ({exc.msg} at character {exc.pos})"
+        else:
+            value = strip_optional_nulls(value, prepared.original)
+            found = validation_error(value, prepared.original)
+            if found is None:
+                return ExtractOutput(value, text, usage, False, round_ + 1)
+            error = f"the answer does not match the schema: {found}"
+        messages = [
+            *messages,
+            {"role": "assistant", "content": text},
+            {"role": "user", "content": f"{error}. Answer again with only JSON that matches "
+                                        "the schema."},
+        ]  # fmt: skip
+    raise ProviderError(
+        "invalid_output",
+        f"no valid answer after {repair_rounds + 1} tries; last: {error}",
+        retryable=False,
+    )
