@@ -25,11 +25,18 @@ def field_path(loc: Sequence[Any]) -> str:
     for part in parts:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif isinstance(part, str) and part.startswith("function-"):
-            continue
+        elif isinstance(part, str) and _is_type_tag(part):
+            continue  # which member of a union pydantic tried: not a field
         else:
             out += f".{part}" if out else str(part)
     return out or "body"
+
+
+_TYPE_TAGS = frozenset({"str", "int", "float", "bool", "list", "dict", "constrained-str"})
+
+
+def _is_type_tag(part: str) -> bool:
+    return part in _TYPE_TAGS or "[" in part or part.startswith(("function-", "lax-or-strict"))
 
 
 def describe(error: dict[str, Any]) -> dict[str, str]:
@@ -47,6 +54,16 @@ def describe(error: dict[str, Any]) -> dict[str, str]:
 def validation_response(errors: Sequence[dict[str, Any]]) -> JSONResponse:
     """422 with a one-line ``detail`` and the errors field by field."""
     described = [describe(e) for e in errors]
+    # A union reports every member's complaint; keep the most specific ones (a
+    # complaint about `input[1]` makes the one about `input` as a whole noise).
+    paths = [d["field"] for d in described]
+    described = [
+        d
+        for d in described
+        if not any(
+            p != d["field"] and p.startswith((d["field"] + "[", d["field"] + ".")) for p in paths
+        )
+    ]
     detail = "; ".join(f"{d['field']}: {d['message']}" for d in described[:5])
     return JSONResponse(
         status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,

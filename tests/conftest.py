@@ -56,6 +56,7 @@ def _reset_postgres(url: str) -> None:
     engine = make_engine(url)
     with engine.begin() as conn:
         conn.execute(text("DROP TABLE IF EXISTS jobs CASCADE"))
+        conn.execute(text("DROP TABLE IF EXISTS embedding_batches CASCADE"))
         conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
     engine.dispose()
 

@@ -49,6 +49,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
         raise SettingsError(f"unknown queue(s): {', '.join(sorted(unknown))}")
     concurrency = args.concurrency or settings.worker_concurrency
     app = create_celery_app(settings)
+    # The runtime sizes its connection pools from this; the CLI flag alone would not
+    # reach it.
+    app.conf.worker_concurrency = concurrency
     argv = [
         "worker",
         f"--pool={args.pool or settings.worker_pool}",

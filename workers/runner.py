@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from workers.backoff import backoff_ceiling_s, compute_backoff_s
 from workers.events.protocol import EventType
 from workers.events.writer import Fenced
+from workers.kinds.embed import EmbedLimits, EmbedOutput, run_embed
 from workers.kinds.extract import ExtractOutput, run_extract
 from workers.kinds.generate import GenerateOutput, run_generate
 from workers.logs import log_transition
-from workers.providers.base import ProviderError
+from workers.providers.base import EmbeddingBatch, ProviderError
 from workers.runtime import WorkerRuntime
 from workers.schemas import JOB_INPUT_ADAPTER, EmbedInput, ExtractInput, GenerateInput, JobStatus
 from workers.store.models import Job
@@ -57,7 +59,9 @@ def run_job(rt: WorkerRuntime, job_id: str) -> None:
     try:
         spec = JOB_INPUT_ADAPTER.validate_python(job.input)
         estimate = estimate_tokens(spec)
-        wait_s = _admit(rt, job.model, estimate)
+        # One provider call per attempt is admitted up front, before the attempt is
+        # claimed; an embedding job admits each of its batches as it goes.
+        wait_s = 0.0 if isinstance(spec, EmbedInput) else _admit(rt, job.model, estimate)
         if wait_s > 0:
             _defer(rt, job, wait_s, started)
             return
@@ -76,7 +80,7 @@ def estimate_tokens(spec: JobSpec) -> int:
         return chars // 4 + (spec.max_tokens or 512)
     if isinstance(spec, ExtractInput):
         return (len(spec.text) + len(spec.instructions or "")) // 4 + 512
-    return 0
+    return 0  # embeddings spend the budget batch by batch
 
 
 def _admit(rt: WorkerRuntime, model: str, estimate: int) -> float:
@@ -156,8 +160,10 @@ def _run_kind(
     def should_stop() -> bool:
         return state.fenced or state.cancel_requested or handing_off.is_set()
 
-    out: GenerateOutput | ExtractOutput
-    if isinstance(spec, GenerateInput):
+    out: GenerateOutput | ExtractOutput | EmbedOutput
+    if isinstance(spec, EmbedInput):
+        out = _run_embed(rt, job, spec, attempt, should_stop)
+    elif isinstance(spec, GenerateInput):
         out = run_generate(spec, rt.provider, on_text, should_stop)
     elif isinstance(spec, ExtractInput):
 
@@ -184,6 +190,71 @@ def _run_kind(
             retry_after_s=0.0,
         )
     return out.result(), out.usage, out.stopped
+
+
+class _RepoBatches:
+    """The job store as an embedding job's ``BatchStore``."""
+
+    def __init__(self, rt: WorkerRuntime, job_id: str) -> None:
+        self._repo = rt.repo
+        self._job_id = job_id
+
+    def stored(self) -> dict[int, int]:
+        return self._repo.stored_batches(self._job_id)
+
+    def save(self, batch: int, start: int, result: EmbeddingBatch) -> None:
+        self._repo.save_batch(
+            self._job_id,
+            batch,
+            start=start,
+            count=result.count,
+            dimensions=result.dimensions,
+            vectors=result.vectors,
+        )
+
+
+def _run_embed(
+    rt: WorkerRuntime, job: Job, spec: EmbedInput, attempt: int, should_stop: Callable[[], bool]
+) -> EmbedOutput:
+    settings = rt.settings
+
+    def admit(tokens: int) -> None:
+        # Batches wait for the fleet-wide budget here, in short sleeps, stopping early
+        # when the job is cancelled or superseded.
+        while not should_stop():
+            wait_s = rt.limiter.acquire(job.model, tokens)
+            if wait_s <= 0:
+                return
+            time.sleep(min(wait_s, 0.5))
+
+    def backoff(try_: int, hint_s: float | None) -> float:
+        if hint_s:
+            rt.limiter.block_for(job.model, hint_s)
+        return compute_backoff_s(
+            try_, base_s=settings.retry_base_s, cap_s=settings.retry_cap_s, hint_s=hint_s
+        )
+
+    def progress(done: int, total: int) -> None:
+        rt.writer.emit(
+            job.id, attempt, EventType.PROGRESS, {"done": done, "total": total, "attempt": attempt}
+        )
+
+    limits = EmbedLimits(
+        max_inputs=settings.embed_batch_size,
+        max_tokens=settings.embed_batch_tokens,
+        concurrency=settings.embed_concurrency,
+        batch_retries=settings.embed_batch_retries,
+    )
+    return run_embed(
+        spec,
+        rt.provider,
+        _RepoBatches(rt, job.id),
+        limits=limits,
+        admit=admit,
+        backoff_s=backoff,
+        on_progress=progress,
+        should_stop=should_stop,
+    )
 
 
 def _on_provider_error(

@@ -44,6 +44,7 @@ class _Strict(BaseModel):
 
 Metadata = Annotated[dict[str, Any], Field(default_factory=dict, max_length=64)]
 Model = Annotated[str, Field(min_length=1, max_length=200)]
+Text = Annotated[str, Field(min_length=1, max_length=1_000_000)]
 
 
 class Message(_Strict):
@@ -82,7 +83,9 @@ class EmbedInput(_Strict):
 
     kind: Literal["embed"]
     model: Model
-    input: str | list[str]
+    input: Text | list[Text] = Field(
+        description="one text, or a list (see AIJOBS_EMBED_MAX_INPUTS)"
+    )
     dimensions: int | None = Field(default=None, ge=1, le=65_536)
     metadata: Metadata
 
@@ -91,7 +94,7 @@ JobInput = Annotated[GenerateInput | ExtractInput | EmbedInput, Field(discrimina
 JOB_INPUT_ADAPTER: TypeAdapter[GenerateInput | ExtractInput | EmbedInput] = TypeAdapter(JobInput)
 
 #: The kinds whose workers exist today; the API refuses the others with a clear message.
-SUPPORTED_KINDS = frozenset({JobKind.GENERATE, JobKind.EXTRACT})
+SUPPORTED_KINDS = frozenset({JobKind.GENERATE, JobKind.EXTRACT, JobKind.EMBED})
 
 
 class JobError(BaseModel):

@@ -78,6 +78,13 @@ class Settings(BaseSettings):
     retry_base_s: float = Field(default=1.0, gt=0.0)
     retry_cap_s: float = Field(default=60.0, gt=0.0)
     default_model: str = "gpt-4o-mini"
+    #: Embeddings: inputs per job, per provider request, tokens per request (estimated at
+    #: ~4 characters a token), requests in flight per job, retries of one failed request.
+    embed_max_inputs: int = Field(default=100_000, ge=1)
+    embed_batch_size: int = Field(default=2048, ge=1, le=2048)
+    embed_batch_tokens: int = Field(default=250_000, ge=1_000)
+    embed_concurrency: int = Field(default=4, ge=1, le=64)
+    embed_batch_retries: int = Field(default=2, ge=0)
     #: How many times an extraction's invalid answer is fed back for repair.
     extract_repair_rounds: int = Field(default=2, ge=0, le=10)
 

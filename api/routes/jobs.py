@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Query, Response, status
 from kombu.exceptions import KombuError
@@ -17,6 +17,7 @@ from workers.events.protocol import EventType
 from workers.schemas import (
     SUPPORTED_KINDS,
     CancelAnswer,
+    EmbedInput,
     ExtractInput,
     JobInput,
     JobKind,
@@ -27,6 +28,7 @@ from workers.schemas import (
 from workers.store.jobs import CursorError
 from workers.store.models import Job
 from workers.structured import SchemaRejected, prepare_schema
+from workers.vectors import as_base64, as_floats, split_vectors
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 log = logging.getLogger(__name__)
@@ -64,6 +66,15 @@ def submit_job(
             prepare_schema(body.json_schema)
         except SchemaRejected as exc:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    if isinstance(body, EmbedInput) and isinstance(body.input, list):
+        if not body.input:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "input: no texts given")
+        limit = state.settings.embed_max_inputs
+        if len(body.input) > limit:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                f"input: at most {limit} texts per job (got {len(body.input)})",
+            )
     payload = body.model_dump(mode="json", by_alias=True, exclude={"metadata"})
     job = state.repo.create(
         tenant=tenant, kind=body.kind, model=body.model, payload=payload, meta=body.metadata
@@ -100,12 +111,32 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobPublic)
-def get_job(job_id: str, state: StateDep, tenant: TenantDep) -> JobPublic:
-    """One job: status, result or error."""
+def get_job(
+    job_id: str,
+    state: StateDep,
+    tenant: TenantDep,
+    vector_format: Annotated[
+        Literal["float", "base64"],
+        Query(
+            alias="format",
+            description="embeddings as lists of floats, or base64 of little-endian float32",
+        ),
+    ] = "float",
+) -> JobPublic:
+    """One job: status, result or error (an embedding job's result has its vectors)."""
     job = state.repo.get(job_id, tenant=tenant)
     if job is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "job not found")
-    return to_public(job)
+    public = to_public(job)
+    if job.kind == JobKind.EMBED and job.status == JobStatus.SUCCEEDED and public.result:
+        dimensions, blobs = state.repo.load_vectors(job.id)
+        encode = as_base64 if vector_format == "base64" else as_floats
+        public.result = {
+            **public.result,
+            "dimensions": dimensions,
+            "embeddings": [encode(v) for blob in blobs for v in split_vectors(blob, dimensions)],
+        }
+    return public
 
 
 @router.post(

@@ -73,12 +73,17 @@ def test_body_over_the_limit_is_413(client: httpx.Client, rds: redis.Redis) -> N
     assert queued_count(rds) <= before
 
 
-def test_kind_not_yet_served_is_refused(client: httpx.Client, rds: redis.Redis) -> None:
+def test_embed_input_limits(client: httpx.Client, rds: redis.Redis) -> None:
     before = queued_count(rds)
-    body = {"kind": "embed", "model": "text-embedding-3-small", "input": ["a"]}
-    answer = client.post("/v1/jobs", json=body)
-    assert answer.status_code == 422
-    assert answer.json()["detail"] == "kind: 'embed' jobs are not available yet"
+    base = {"kind": "embed", "model": "text-embedding-3-small"}
+    empty = client.post("/v1/jobs", json={**base, "input": ["a", ""]})
+    assert empty.status_code == 422
+    assert empty.json()["detail"].startswith("input[1]:")
+    none = client.post("/v1/jobs", json={**base, "input": []})
+    assert none.json()["detail"] == "input: no texts given"
+    many = client.post("/v1/jobs", json={**base, "input": ["x"] * 100_001})
+    assert many.status_code == 422
+    assert many.json()["detail"] == "input: at most 100000 texts per job (got 100001)"
     assert queued_count(rds) <= before
 
 

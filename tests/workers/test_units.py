@@ -86,8 +86,9 @@ def test_settings_parse_api_keys_and_require_redis() -> None:
 def test_migrations_match_the_models(database_url: str) -> None:
     engine = make_engine(database_url)
     try:
-        columns = {c["name"] for c in inspect(engine).get_columns("jobs")}
-        assert columns == {c.name for c in Base.metadata.tables["jobs"].columns}
+        for table in ("jobs", "embedding_batches"):
+            columns = {c["name"] for c in inspect(engine).get_columns(table)}
+            assert columns == {c.name for c in Base.metadata.tables[table].columns}
         from alembic.autogenerate import compare_metadata
         from alembic.runtime.migration import MigrationContext
 

@@ -19,6 +19,7 @@ class EventType(StrEnum):
 
     STATUS = "status"
     DELTA = "delta"
+    PROGRESS = "progress"
     RESET = "reset"
     RESULT = "result"
     ERROR = "error"

@@ -53,8 +53,18 @@ class ChatOutcome:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class EmbeddingBatch:
+    """Vectors for one request, in input order, as concatenated little-endian float32."""
+
+    vectors: bytes
+    dimensions: int
+    count: int
+    prompt_tokens: int
+
+
 class Provider(Protocol):
-    """Something that streams chat completions."""
+    """Something that streams chat completions and embeds texts."""
 
     name: str
 
@@ -69,4 +79,8 @@ class Provider(Protocol):
         Between pieces it asks ``should_stop``; when true it closes the upstream
         stream and returns with ``stopped`` set. Raises ``ProviderError``.
         """
+        ...
+
+    def embed(self, model: str, inputs: list[str], dimensions: int | None) -> EmbeddingBatch:
+        """Embed ``inputs`` in one request. Raises ``ProviderError``."""
         ...

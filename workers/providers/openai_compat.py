@@ -8,14 +8,16 @@ lines (``with_streaming_response``) and ``json.loads`` them: building a typed
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable
 from typing import Any
 
 import openai
 
-from workers.providers.base import ChatOutcome, ChatRequest, ProviderError
+from workers.providers.base import ChatOutcome, ChatRequest, EmbeddingBatch, ProviderError
 from workers.providers.errors import TransportError, classify
+from workers.vectors import to_float32_bytes
 
 _DATA = "data:"
 
@@ -81,6 +83,52 @@ class OpenAIProvider:
                 retryable=True,
             )
         return outcome
+
+    def embed(self, model: str, inputs: list[str], dimensions: int | None) -> EmbeddingBatch:
+        """Embed ``inputs`` in one request; see ``Provider.embed``.
+
+        Asks for base64 and keeps the float32 bytes as they come: no float is parsed.
+        """
+        params: dict[str, Any] = {"model": model, "input": inputs, "encoding_format": "base64"}
+        if dimensions is not None:
+            params["dimensions"] = dimensions
+        try:
+            raw = self.client.embeddings.with_raw_response.create(**params)
+            body = json.loads(raw.http_response.content)
+        except (openai.OpenAIError, TransportError) as exc:
+            raise classify(exc) from exc
+        except ValueError as exc:
+            raise ProviderError(
+                "provider_error", "the provider's answer is not JSON", retryable=True
+            ) from exc
+        return decode_embeddings(body, expected=len(inputs))
+
+
+def decode_embeddings(body: dict[str, Any], *, expected: int) -> EmbeddingBatch:
+    """Order an embeddings answer by index and join its vectors as float32 bytes."""
+    items = sorted(body.get("data") or [], key=lambda item: item["index"])
+    if len(items) != expected or any(item["index"] != i for i, item in enumerate(items)):
+        raise ProviderError(
+            "provider_error",
+            f"the provider returned {len(items)} embeddings for {expected} inputs",
+            retryable=True,
+        )
+    vectors: list[bytes] = []
+    for item in items:
+        value = item["embedding"]
+        vectors.append(
+            base64.b64decode(value) if isinstance(value, str) else to_float32_bytes(value)
+        )
+    width = len(vectors[0]) if vectors else 0
+    if any(len(v) != width for v in vectors):
+        raise ProviderError("provider_error", "embeddings of unequal length", retryable=True)
+    usage = body.get("usage") or {}
+    return EmbeddingBatch(
+        vectors=b"".join(vectors),
+        dimensions=width // 4,
+        count=len(vectors),
+        prompt_tokens=int(usage.get("prompt_tokens") or 0),
+    )
 
 
 def _read_stream(

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from workers.schemas import TERMINAL_STATUSES, JobStatus
 from workers.store.db import Database
-from workers.store.models import Job, utcnow
+from workers.store.models import EmbeddingBatch, Job, utcnow
 
 _CLAIMABLE = (JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.RUNNING)
 
@@ -223,3 +224,48 @@ class JobRepository:
         """Remember the id of the job's final event, so it can be served after retention."""
         with self.db.session() as session:
             session.execute(update(Job).where(Job.id == job_id).values(last_event_id=event_id))
+
+    # -- embedding vectors ------------------------------------------------------
+
+    def save_batch(
+        self, job_id: str, batch: int, *, start: int, count: int, dimensions: int, vectors: bytes
+    ) -> None:
+        """Store one batch's vectors (a second store of the same batch is a no-op)."""
+        row = EmbeddingBatch(
+            job_id=job_id,
+            batch=batch,
+            start=start,
+            count=count,
+            dimensions=dimensions,
+            vectors=vectors,
+        )
+        try:
+            with self.db.session() as session:
+                session.add(row)
+        except IntegrityError:
+            pass  # an earlier attempt, or a duplicate delivery, stored it first
+
+    def stored_batches(self, job_id: str) -> dict[int, int]:
+        """The job's stored batches: batch number -> dimensions."""
+        query = select(EmbeddingBatch.batch, EmbeddingBatch.dimensions).where(
+            EmbeddingBatch.job_id == job_id
+        )
+        with self.db.session() as session:
+            return {batch: dims for batch, dims in session.execute(query)}
+
+    def load_vectors(self, job_id: str) -> tuple[int, list[bytes]]:
+        """The job's dimensions and its batches' float32 blobs, in input order."""
+        query = (
+            select(EmbeddingBatch.dimensions, EmbeddingBatch.vectors)
+            .where(EmbeddingBatch.job_id == job_id)
+            .order_by(EmbeddingBatch.batch)
+        )
+        with self.db.session() as session:
+            rows = list(session.execute(query))
+        dimensions = rows[0][0] if rows else 0
+        return dimensions, [bytes(r[1]) for r in rows]
+
+    def drop_batches(self, job_id: str) -> None:
+        """Delete a job's stored vectors."""
+        with self.db.session() as session:
+            session.execute(delete(EmbeddingBatch).where(EmbeddingBatch.job_id == job_id))
