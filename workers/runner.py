@@ -308,21 +308,32 @@ def _finish(
     usage: dict[str, int] | None = None,
 ) -> None:
     """Record the outcome in SQL first (the fence of truth), then close the stream."""
-    if not rt.repo.transition(
-        job.id, attempt=attempt, status=status, result=result, error=error, usage=usage
-    ):
-        rt.writer.forget(job.id, attempt)
-        log_transition(job.id, job.kind, attempt, "superseded", started)
-        return
     events: list[tuple[str, dict[str, Any]]] = []
     if result is not None:
         events.append((EventType.RESULT, result))
     if error is not None:
         events.append((EventType.ERROR, error))
     events.append((EventType.DONE, {"status": status}))
-    last = rt.writer.finish(job.id, attempt, events)
-    if last:
-        rt.repo.record_last_event(job.id, last)
+    # Write the text first: then only this attempt can write, so the closing events'
+    # ids are known before they exist and go into the row with the outcome.
+    rt.writer.flush()
+    last = rt.writer.state(job.id, attempt).last_event_id + len(events)
+    if not rt.repo.transition(
+        job.id,
+        attempt=attempt,
+        status=status,
+        result=result,
+        error=error,
+        usage=usage,
+        last_event_id=last,
+    ):
+        rt.writer.forget(job.id, attempt)
+        log_transition(job.id, job.kind, attempt, "superseded", started)
+        return
+    written = rt.writer.finish(job.id, attempt, events)
+    if written and written != last:  # pragma: no cover - would mean a second writer
+        log.error("job %s: closing event id %s, expected %s", job.id, written, last)
+        rt.repo.record_last_event(job.id, written)
     extra = {"error_code": error["code"]} if error else {}
     log_transition(job.id, job.kind, attempt, status, started, **extra)
 

@@ -14,14 +14,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import Update, and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from workers.schemas import TERMINAL_STATUSES, JobStatus
 from workers.store.db import Database
 from workers.store.models import EmbeddingBatch, Job, utcnow
 
-_CLAIMABLE = (JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.RUNNING)
+_CLAIMABLE = [s.value for s in (JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.RUNNING)]
+#: Transitions go through the table, not the ORM: the hot path of every job pays for
+#: them, and the ORM's bulk-update machinery costs more than the statement.
+_jobs = Job.__table__
 
 
 class CursorError(ValueError):
@@ -129,21 +132,27 @@ class JobRepository:
         attempt = seen_attempts + 1
         now = utcnow()
         stmt = (
-            update(Job)
+            update(_jobs)
             .where(
-                Job.id == job_id,
-                Job.attempts == seen_attempts,
-                Job.status.in_([s.value for s in _CLAIMABLE]),
+                _jobs.c.id == job_id,
+                _jobs.c.attempts == seen_attempts,
+                _jobs.c.status.in_(_CLAIMABLE),
             )
-            .values(attempts=attempt, status=JobStatus.RUNNING, updated_at=now)
+            .values(
+                attempts=attempt,
+                status=JobStatus.RUNNING.value,
+                updated_at=now,
+                started_at=func.coalesce(_jobs.c.started_at, now),
+            )
         )
-        with self.db.session() as session:
-            if session.execute(stmt).rowcount != 1:  # type: ignore[attr-defined]
-                return ClaimResult(None, "claimed by another attempt")
-            session.execute(
-                update(Job).where(Job.id == job_id, Job.started_at.is_(None)).values(started_at=now)
-            )
+        if not self._execute(stmt):
+            return ClaimResult(None, "claimed by another attempt")
         return ClaimResult(attempt)
+
+    def _execute(self, stmt: Update) -> bool:
+        """Run one guarded UPDATE; True if it matched exactly one row."""
+        with self.db.engine.begin() as conn:
+            return conn.execute(stmt).rowcount == 1
 
     def transition(
         self,
@@ -154,33 +163,43 @@ class JobRepository:
         result: dict[str, Any] | None = None,
         error: dict[str, Any] | None = None,
         usage: dict[str, Any] | None = None,
+        last_event_id: int | None = None,
     ) -> bool:
-        """Move the running attempt ``attempt`` to ``status``; False if it is no longer current."""
-        values: dict[str, Any] = {"status": status, "updated_at": utcnow()}
+        """Move the running attempt ``attempt`` to ``status``; False if it is no longer current.
+
+        A terminal move also records the id its closing event will have, so the outcome
+        can be served with the same ids after the event stream is gone.
+        """
+        now = utcnow()
+        values: dict[str, Any] = {"status": status.value, "updated_at": now}
         if status in TERMINAL_STATUSES:
-            values |= {"result": result, "error": error, "usage": usage, "finished_at": utcnow()}
+            values |= {"result": result, "error": error, "usage": usage, "finished_at": now}
+            if last_event_id is not None:
+                values["last_event_id"] = last_event_id
         stmt = (
-            update(Job)
-            .where(Job.id == job_id, Job.attempts == attempt, Job.status == JobStatus.RUNNING)
+            update(_jobs)
+            .where(
+                _jobs.c.id == job_id,
+                _jobs.c.attempts == attempt,
+                _jobs.c.status == JobStatus.RUNNING.value,
+            )
             .values(**values)
         )
-        with self.db.session() as session:
-            return bool(session.execute(stmt).rowcount == 1)  # type: ignore[attr-defined]
+        return self._execute(stmt)
 
     def fail_unclaimed(self, job_id: str, *, seen_attempts: int, error: dict[str, Any]) -> bool:
         """Fail a job before it starts another attempt (e.g. its attempts are used up)."""
         now = utcnow()
         stmt = (
-            update(Job)
+            update(_jobs)
             .where(
-                Job.id == job_id,
-                Job.attempts == seen_attempts,
-                Job.status.in_([s.value for s in _CLAIMABLE]),
+                _jobs.c.id == job_id,
+                _jobs.c.attempts == seen_attempts,
+                _jobs.c.status.in_(_CLAIMABLE),
             )
-            .values(status=JobStatus.FAILED, error=error, finished_at=now, updated_at=now)
+            .values(status=JobStatus.FAILED.value, error=error, finished_at=now, updated_at=now)
         )
-        with self.db.session() as session:
-            return bool(session.execute(stmt).rowcount == 1)  # type: ignore[attr-defined]
+        return self._execute(stmt)
 
     def list_stale(self, status: JobStatus, *, older_than_s: float, limit: int) -> list[Job]:
         """Jobs in ``status`` not updated for ``older_than_s`` seconds, oldest first."""
