@@ -22,6 +22,23 @@ def get_state(request: Request) -> ApiState:
 StateDep = Annotated[ApiState, Depends(get_state)]
 
 
+def tenant_for_key(state: ApiState, key: str) -> str | None:
+    """The tenant a key belongs to, or None."""
+    presented = key.encode()
+    tenant = None
+    # Compare against every key, in constant time, so timing reveals nothing.
+    for known, owner in state.settings.tenant_by_key.items():
+        if hmac.compare_digest(presented, known.encode()):
+            tenant = owner
+    return tenant
+
+
+def bearer_key(authorization: str | None) -> str | None:
+    """The key of an ``Authorization: Bearer <key>`` header value."""
+    scheme, _, key = (authorization or "").partition(" ")
+    return key.strip() or None if scheme.lower() == "bearer" else None
+
+
 def get_tenant(
     state: StateDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -33,12 +50,7 @@ def get_tenant(
             "missing API key: send Authorization: Bearer <key>",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    presented = credentials.credentials.encode()
-    tenant = None
-    # Compare against every key, in constant time, so timing reveals nothing.
-    for key, owner in state.settings.tenant_by_key.items():
-        if hmac.compare_digest(presented, key.encode()):
-            tenant = owner
+    tenant = tenant_for_key(state, credentials.credentials)
     if tenant is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
+from workers.cli_client import add_commands
 from workers.logs import configure_logging
 from workers.schemas import JobKind
 from workers.settings import Settings, SettingsError
@@ -148,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     migrate = sub.add_parser("migrate", help="apply database migrations")
     migrate.set_defaults(func=cmd_migrate)
+    add_commands(sub)
     return parser
 
 

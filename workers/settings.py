@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     stream_maxlen: int = Field(default=100_000, ge=100)
     delta_flush_ms: float = Field(default=25.0, ge=0.0, le=1_000.0)
     sse_keepalive_s: float = Field(default=15.0, gt=0.0)
+    #: A reader whose socket takes nothing for this long is dropped (it can resume by id).
+    reader_send_timeout_s: float = Field(default=30.0, gt=0.0)
 
     # Jobs and workers.
     max_attempts: int = Field(default=5, ge=1)

@@ -94,7 +94,9 @@ def classify(exc: BaseException) -> ProviderError:
 def _classify_status(exc: openai.APIStatusError) -> ProviderError:
     status = exc.status_code
     code = exc.code or ""
-    message = _short(exc.message)
+    # The provider's own words, not the SDK's "Error code: 400 - {...}" wrapping.
+    body = exc.body if isinstance(exc.body, dict) else {}
+    message = _short(str(body.get("message") or exc.message))
     if status == 429:
         if code in _TERMINAL_429_CODES or exc.type in _TERMINAL_429_CODES:
             return ProviderError(
