@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import redis as sync_redis
 from celery import Celery
 from redis.asyncio import BlockingConnectionPool, Redis
 
-from workers.celery_app import create_celery_app
+from workers import metrics
+from workers.celery_app import QUEUES, create_celery_app
 from workers.events.live import LiveHub
 from workers.settings import Settings
 from workers.store import Database, JobRepository
@@ -33,6 +35,7 @@ class ApiState:
         redis = Redis.from_pool(pool)  # closing the client closes the pool
         hub = LiveHub(redis)
         await hub.start()
+        _watch_queues(url)
         return cls(
             settings=settings,
             repo=JobRepository(Database(settings.database_url)),
@@ -47,3 +50,23 @@ class ApiState:
         await self.redis.aclose()
         self.repo.db.dispose()
         self.celery.close()
+
+
+_queue_redis: list[sync_redis.Redis] = []
+
+
+def _watch_queues(url: str) -> None:
+    """Report the broker's queue depths on /metrics (the collector is registered once)."""
+    if _queue_redis:
+        _queue_redis[0] = sync_redis.Redis.from_url(url, socket_timeout=2)
+        return
+    _queue_redis.append(sync_redis.Redis.from_url(url, socket_timeout=2))
+
+    def depths() -> dict[str, int]:
+        client = _queue_redis[0]
+        pipe = client.pipeline(transaction=False)
+        for queue in QUEUES:
+            pipe.llen(queue)
+        return dict(zip(QUEUES, (int(n) for n in pipe.execute()), strict=True))
+
+    metrics.register_queue_depth(depths)

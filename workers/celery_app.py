@@ -7,6 +7,7 @@ import threading
 from celery import Celery
 from celery.signals import worker_init, worker_shutdown, worker_shutting_down
 
+from workers.metrics import serve_metrics
 from workers.runtime import WorkerRuntime
 from workers.schemas import JobKind
 from workers.settings import Settings
@@ -15,6 +16,11 @@ from workers.settings import Settings
 TASK_NAMES: dict[str, str] = {kind.value: f"aijobs.{kind.value}" for kind in JobKind}
 #: One queue per kind, so an embedding flood cannot starve chats.
 QUEUES: tuple[str, ...] = tuple(kind.value for kind in JobKind)
+
+
+def enqueue(app: Celery, job_id: str, kind: str) -> None:
+    """Send a job's task by name: its arguments are the job id and kind, nothing else."""
+    app.send_task(TASK_NAMES[kind], args=[job_id], kwargs={"kind": kind}, queue=kind)
 
 
 def create_celery_app(settings: Settings) -> Celery:
@@ -41,6 +47,14 @@ def create_celery_app(settings: Settings) -> Celery:
         result_backend_transport_options=transport,
         broker_connection_retry_on_startup=True,
         broker_pool_limit=50,
+        # A submit must not hang on a dead broker: a few quick tries, then the API
+        # keeps the job queued in SQL for the reconciler.
+        task_publish_retry_policy={
+            "max_retries": 2,
+            "interval_start": 0.1,
+            "interval_step": 0.2,
+            "interval_max": 0.5,
+        },
         worker_send_task_events=True,
         task_send_sent_event=True,
         task_default_queue=JobKind.GENERATE.value,
@@ -73,7 +87,7 @@ def runtime_for(app: Celery) -> WorkerRuntime:
             concurrency = app.conf.worker_concurrency or settings.worker_concurrency
 
             def send(job_id: str, kind: str) -> None:
-                app.send_task(TASK_NAMES[kind], args=[job_id], queue=kind)
+                enqueue(app, job_id, kind)
 
             runtime = WorkerRuntime.build(settings, send=send, concurrency=concurrency)
             app.aijobs_runtime = runtime  # type: ignore[attr-defined]
@@ -97,7 +111,12 @@ def _build_at_start(sender: object = None, **_: object) -> None:
     # come back). A prefork pool builds one per child, lazily, after the fork.
     app = getattr(sender, "app", None)
     pool = str(getattr(sender, "pool_cls", ""))
-    if isinstance(app, Celery) and hasattr(app, "aijobs_settings") and "prefork" not in pool:
+    if not isinstance(app, Celery) or not hasattr(app, "aijobs_settings"):
+        return
+    settings: Settings = app.aijobs_settings
+    if settings.worker_metrics_port:
+        serve_metrics(settings.worker_metrics_port)
+    if "prefork" not in pool:
         runtime_for(app)
 
 

@@ -64,6 +64,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     ]
     if args.hostname:
         argv.append(f"--hostname={args.hostname}")
+    if args.metrics_port:
+        app.aijobs_settings = settings.model_copy(update={"worker_metrics_port": args.metrics_port})
     app.worker_main(argv)
     return 0
 
@@ -106,6 +108,18 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker_alive(args: argparse.Namespace) -> int:
+    """Exit 0 if this container's worker beat recently (a health check)."""
+    from workers.heartbeat import is_alive
+
+    settings = Settings()
+    path = args.file or settings.worker_heartbeat_file
+    if not path:
+        print("aijobs: no heartbeat file (set AIJOBS_WORKER_HEARTBEAT_FILE)", file=sys.stderr)
+        return 2
+    return 0 if is_alive(path, max_age_s=args.max_age) else 1
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     """Run the whole system on this machine."""
     from workers.devserver import run_dev
@@ -134,7 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--concurrency", type=int, default=None)
     worker.add_argument("--pool", default=None, help="Celery pool (default: threads)")
     worker.add_argument("--hostname", default=None)
+    worker.add_argument("--metrics-port", type=int, default=None, help="serve /metrics here")
     worker.set_defaults(func=cmd_worker)
+
+    alive = sub.add_parser("worker-alive", help="health check: did the worker beat lately?")
+    alive.add_argument("--file", default=None, help="default: AIJOBS_WORKER_HEARTBEAT_FILE")
+    alive.add_argument("--max-age", type=float, default=30.0)
+    alive.set_defaults(func=cmd_worker_alive)
 
     flower = sub.add_parser("flower", help="run Flower, with authentication on")
     flower.add_argument("--port", type=int, default=5555)

@@ -20,6 +20,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
+from workers import metrics
 from workers.events import keys
 from workers.schemas import JobStatus
 from workers.store import JobRepository
@@ -34,6 +35,7 @@ Send = Callable[[str, str], None]
 class ReconcileReport:
     """What one pass re-enqueued, by reason."""
 
+    never_sent: list[str] = field(default_factory=list)
     lease_lapsed: list[str] = field(default_factory=list)
     parked_due: list[str] = field(default_factory=list)
     retry_overdue: list[str] = field(default_factory=list)
@@ -51,6 +53,7 @@ class Reconciler:
         lease_ttl_s: float,
         max_countdown_s: float,
         interval_s: float,
+        queued_stale_s: float = 3600.0,
     ) -> None:
         self._repo = repo
         self._redis = redis
@@ -58,6 +61,7 @@ class Reconciler:
         self._lease_ttl_s = lease_ttl_s
         self._max_countdown_s = max_countdown_s
         self._interval_s = interval_s
+        self._queued_stale_s = queued_stale_s
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -71,6 +75,17 @@ class Reconciler:
         lock_ms = max(100, int(self._interval_s * 900))
         if not self._redis.set(keys.RECONCILER_LOCK, "1", nx=True, px=lock_ms):
             return report
+        # Accepted while the broker was down (or its message was lost with a Redis
+        # that kept nothing): hand it to the broker now.
+        unsent = self._repo.list_unsent(
+            older_than_s=2.0, stale_after_s=self._queued_stale_s, limit=500
+        )
+        for job in unsent:
+            if self._claim_rescue(job.id):
+                self._send(job.id, job.kind)
+                self._repo.mark_enqueued(job.id, enqueued=True)
+                report.never_sent.append(job.id)
+
         now = time.time()
         for member in self._redis.zrangebyscore(keys.PARKED, "-inf", now, start=0, num=500):
             text = member.decode() if isinstance(member, bytes) else member
@@ -97,12 +112,14 @@ class Reconciler:
                 self._send(job.id, job.kind)
                 report.retry_overdue.append(job.id)
         for reason, ids in (
+            ("never sent", report.never_sent),
             ("lease lapsed", report.lease_lapsed),
             ("parked wait over", report.parked_due),
             ("retry overdue", report.retry_overdue),
         ):
             for job_id in ids:
                 log.info("job %s re-enqueued: %s", job_id, reason)
+                metrics.RESCUED.labels(reason).inc()
         return report
 
     def _claim_rescue(self, job_id: str) -> bool:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from workers import metrics
 from workers.backoff import backoff_ceiling_s, compute_backoff_s
 from workers.events.protocol import EventType
 from workers.events.writer import Fenced
@@ -23,7 +24,7 @@ from workers.logs import log_transition
 from workers.providers.base import EmbeddingBatch, ProviderError
 from workers.runtime import WorkerRuntime
 from workers.schemas import JOB_INPUT_ADAPTER, EmbedInput, ExtractInput, GenerateInput, JobStatus
-from workers.store.models import Job
+from workers.store.models import Job, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +69,15 @@ def run_job(rt: WorkerRuntime, job_id: str) -> None:
         claim = rt.repo.claim(job_id, seen_attempts=seen)
         if claim.attempt is None:
             return
+        if attempt == 1:
+            metrics.TIME_QUEUED.labels(job.kind).observe(_age_s(job))
         _run_attempt(rt, job, spec, attempt, estimate, started)
     finally:
         rt.leases.release(job_id)
+
+
+def _age_s(job: Job) -> float:
+    return max(0.0, (utcnow() - job.created_at).total_seconds())
 
 
 def estimate_tokens(spec: JobSpec) -> int:
@@ -90,6 +97,8 @@ def _admit(rt: WorkerRuntime, model: str, estimate: int) -> float:
         wait_s = rt.limiter.acquire(model, estimate)
         if wait_s <= 0:
             return 0.0
+        metrics.RATE_LIMIT_WAITS.labels(model).inc()
+        metrics.RATE_LIMIT_WAIT_SECONDS.labels(model).inc(wait_s)
         if slept + wait_s > rt.settings.rate_limit_sleep_max_s:
             return wait_s
         time.sleep(wait_s)  # a short wait: cheaper than a round trip through the queue
@@ -150,8 +159,13 @@ def _run_kind(
 ) -> tuple[dict[str, Any], dict[str, int] | None, bool]:
     writer = rt.writer
     job_id = job.id
+    started = time.monotonic()
+    first: list[float] = []
 
     def on_text(text: str) -> None:
+        if not first:
+            first.append(time.monotonic())
+            metrics.TIME_TO_FIRST_TOKEN.labels(job.kind).observe(first[0] - started)
         writer.delta(job_id, attempt, text)
 
     state = writer.state(job_id, attempt)
@@ -180,6 +194,9 @@ def _run_kind(
         )
     if out.usage:
         rt.limiter.settle(job.model, estimate, out.usage.get("total_tokens", estimate))
+        for kind in ("prompt_tokens", "completion_tokens"):
+            if out.usage.get(kind):
+                metrics.TOKENS.labels(job.model, kind.removesuffix("_tokens")).inc(out.usage[kind])
     if state.fenced:
         raise Fenced(f"job {job_id} attempt {attempt} was superseded")
     if out.stopped and not state.cancel_requested:
@@ -261,6 +278,8 @@ def _on_provider_error(
     rt: WorkerRuntime, job: Job, attempt: int, exc: ProviderError, started: float
 ) -> None:
     settings = rt.settings
+    if exc.code != "worker_shutdown":
+        metrics.PROVIDER_ERRORS.labels(exc.code).inc()
     if exc.code == "rate_limited" and exc.retry_after_s:
         rt.limiter.block_for(job.model, exc.retry_after_s)  # every worker holds off
     if not exc.retryable or attempt >= settings.max_attempts:
@@ -289,6 +308,7 @@ def _on_provider_error(
     log_transition(
         job.id, job.kind, attempt, JobStatus.RETRYING, started, reason=exc.code, wait_s=wait_s
     )
+    metrics.RETRIES.labels(job.kind, exc.code).inc()
     if wait_s > settings.max_countdown_s:
         # Too long for a countdown (the broker would redeliver it): park it.
         rt.reconciler.park(job.id, job.kind, time.time() + wait_s)
@@ -334,6 +354,8 @@ def _finish(
     if written and written != last:  # pragma: no cover - would mean a second writer
         log.error("job %s: closing event id %s, expected %s", job.id, written, last)
         rt.repo.record_last_event(job.id, written)
+    metrics.JOBS_FINISHED.labels(job.kind, status).inc()
+    metrics.JOB_DURATION.labels(job.kind, status).observe(_age_s(job))
     extra = {"error_code": error["code"]} if error else {}
     log_transition(job.id, job.kind, attempt, status, started, **extra)
 
@@ -347,6 +369,7 @@ def _fail_exhausted(rt: WorkerRuntime, job: Job, started: float) -> None:
     }
     if not rt.repo.fail_unclaimed(job.id, seen_attempts=job.attempts, error=error):
         return
+    metrics.JOBS_FINISHED.labels(job.kind, JobStatus.FAILED).inc()
     # A fence one above the last attempt keeps any straggler of it from writing.
     fence = job.attempts + 1
     try:

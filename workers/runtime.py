@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from redis import BlockingConnectionPool, Redis
 
 from workers.events.writer import EventWriter
+from workers.heartbeat import Heartbeat
 from workers.leases import LeaseKeeper
 from workers.providers.base import Provider
 from workers.providers.openai_compat import OpenAIProvider
@@ -53,6 +54,7 @@ class WorkerRuntime:
     provider: Provider
     reconciler: Reconciler
     limiter: RateLimiter
+    heartbeat: Heartbeat | None = None
     #: Set when the worker is shutting down and its grace period is over: running
     #: attempts stop between chunks and hand their job back to the queue.
     handing_off: threading.Event = field(default_factory=threading.Event)
@@ -82,6 +84,7 @@ class WorkerRuntime:
             lease_ttl_s=settings.lease_ttl_s,
             max_countdown_s=settings.max_countdown_s,
             interval_s=settings.reconcile_interval_s,
+            queued_stale_s=settings.queued_reenqueue_s,
         )
         runtime = cls(
             settings=settings,
@@ -93,6 +96,9 @@ class WorkerRuntime:
             reconciler=reconciler,
             limiter=RateLimiter(redis, settings.rate_limits, provider=settings.provider_name),
         )
+        if settings.worker_heartbeat_file:
+            runtime.heartbeat = Heartbeat(settings.worker_heartbeat_file)
+            runtime.heartbeat.start()
         writer.start()
         leases.start()
         reconciler.start()
@@ -106,6 +112,8 @@ class WorkerRuntime:
 
     def close(self) -> None:
         """Flush events, stop background threads, close connections."""
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
         self.reconciler.stop()
         self.leases.stop()
         self.writer.stop()

@@ -53,7 +53,8 @@ class Settings(BaseSettings):
     api_keys: SecretStr = Field(default=SecretStr(""), validation_alias=_env("API_KEYS"))
 
     # API.
-    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    #: Large enough for an embedding job of 100,000 texts of ~600 characters.
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
 
     # Events.
     stream_retention_s: int = Field(default=86_400, ge=60)
@@ -67,6 +68,9 @@ class Settings(BaseSettings):
     max_attempts: int = Field(default=5, ge=1)
     lease_ttl_s: float = Field(default=15.0, ge=0.5)
     reconcile_interval_s: float = Field(default=5.0, ge=0.1)
+    #: A job queued this long without starting is handed to the broker again (its
+    #: message may have been lost with a Redis that keeps nothing; duplicates are safe).
+    queued_reenqueue_s: float = Field(default=3600.0, ge=10.0)
     shutdown_grace_s: float = Field(default=20.0, ge=0.0)
     task_time_limit_s: int = Field(default=3_600, ge=10)
     max_countdown_s: int = Field(default=300, ge=1)
@@ -91,6 +95,10 @@ class Settings(BaseSettings):
     extract_repair_rounds: int = Field(default=2, ge=0, le=10)
 
     # Operations.
+    #: A worker serves Prometheus metrics on this port (unset: it does not).
+    worker_metrics_port: int | None = None
+    #: A worker touches this file every few seconds (for container health checks).
+    worker_heartbeat_file: str | None = None
     flower_basic_auth: SecretStr | None = None
     log_json: bool = False
     log_level: str = "INFO"

@@ -13,6 +13,7 @@ from workers.runner import RetryLater, run_job
 
 
 def _deliver(task: Task, job_id: str) -> None:
+    # The kind travels in the message only so Flower shows it; the row is the truth.
     try:
         run_job(runtime_for(task.app), job_id)
     except RetryLater as wait:
@@ -21,18 +22,18 @@ def _deliver(task: Task, job_id: str) -> None:
 
 
 @shared_task(bind=True, name="aijobs.generate", max_retries=None)
-def generate(self: Task, job_id: str) -> None:
+def generate(self: Task, job_id: str, kind: str = "generate") -> None:
     """Run a ``generate`` job."""
     _deliver(self, job_id)
 
 
 @shared_task(bind=True, name="aijobs.extract", max_retries=None)
-def extract(self: Task, job_id: str) -> None:
+def extract(self: Task, job_id: str, kind: str = "extract") -> None:
     """Run an ``extract`` job."""
     _deliver(self, job_id)
 
 
 @shared_task(bind=True, name="aijobs.embed", max_retries=None)
-def embed(self: Task, job_id: str) -> None:
+def embed(self: Task, job_id: str, kind: str = "embed") -> None:
     """Run an ``embed`` job."""
     _deliver(self, job_id)

@@ -22,12 +22,12 @@ def split_vectors(blob: bytes, dimensions: int) -> list[bytes]:
 
 
 def as_floats(vector: bytes) -> list[float]:
-    """A float32 vector as a list of floats (rounded to float32's precision)."""
+    """A float32 vector as a list of floats (each the exact value of its float32)."""
     values = array("f")
     values.frombytes(vector)
     if sys.byteorder != "little":  # pragma: no cover
         values.byteswap()
-    return [float(f"{v:.8g}") for v in values]
+    return values.tolist()
 
 
 def as_base64(vector: bytes) -> str:

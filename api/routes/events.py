@@ -16,6 +16,7 @@ from starlette.websockets import WebSocketDisconnect
 from api.deps import StateDep, TenantDep, bearer_key, tenant_for_key
 from api.sse import EventStreamResponse
 from api.state import ApiState
+from workers import metrics
 from workers.events.follow import StoredOutcome, follow_job
 from workers.events.protocol import Event
 from workers.schemas import JobStatus
@@ -40,7 +41,9 @@ def parse_cursor(after: int | None, last_event_id: str | None) -> int:
     return after or 0
 
 
-def job_events(state: ApiState, job_id: str, after: int) -> AsyncIterator[Event | None]:
+async def job_events(
+    state: ApiState, job_id: str, after: int, transport: str
+) -> AsyncIterator[Event | None]:
     """The job's events after ``after`` (``None`` on quiet spells), until ``done``."""
 
     async def load_outcome() -> StoredOutcome | None:
@@ -49,14 +52,20 @@ def job_events(state: ApiState, job_id: str, after: int) -> AsyncIterator[Event 
             return None
         return StoredOutcome(row.status, row.result, row.error, row.last_event_id)
 
-    return follow_job(
-        state.redis,
-        state.hub,
-        job_id,
-        after=after,
-        load_outcome=load_outcome,
-        idle_s=state.settings.sse_keepalive_s,
-    )
+    readers = metrics.STREAM_READERS.labels(transport)
+    readers.inc()
+    try:
+        async for event in follow_job(
+            state.redis,
+            state.hub,
+            job_id,
+            after=after,
+            load_outcome=load_outcome,
+            idle_s=state.settings.sse_keepalive_s,
+        ):
+            yield event
+    finally:
+        readers.dec()
 
 
 @router.get(
@@ -77,7 +86,7 @@ async def job_event_stream(
     if job is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "job not found")
     return EventStreamResponse(
-        job_events(state, job_id, cursor),
+        job_events(state, job_id, cursor, "sse"),
         retry_ms=_RETRY_MS,
         send_timeout_s=state.settings.reader_send_timeout_s,
         headers=_HEADERS,
@@ -106,7 +115,7 @@ async def job_event_socket(
         )
         return
     await websocket.accept()
-    events = job_events(state, job_id, after or 0)
+    events = job_events(state, job_id, after or 0, "websocket")
     timeout_s = state.settings.reader_send_timeout_s
     try:
         async with anyio.create_task_group() as group:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Annotated, Literal
 
@@ -11,7 +12,8 @@ from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import StateDep, TenantDep
-from workers.celery_app import TASK_NAMES
+from workers import metrics
+from workers.celery_app import enqueue
 from workers.events.control import append_events, flag_cancel
 from workers.events.protocol import EventType
 from workers.schemas import (
@@ -80,13 +82,13 @@ def submit_job(
         tenant=tenant, kind=body.kind, model=body.model, payload=payload, meta=body.metadata
     )
     try:
-        state.celery.send_task(TASK_NAMES[body.kind], args=[job.id], queue=body.kind)
+        enqueue(state.celery, job.id, body.kind)
     except (KombuError, RedisError, OSError) as exc:
-        state.repo.delete(job.id)
-        log.error("enqueue failed for job %s: %s", job.id, type(exc).__name__)
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, "the job queue is unavailable; try again"
-        ) from exc
+        # The row is the record: the job stays queued and the reconciler hands it to
+        # the broker once the broker answers again. The client has its id either way.
+        state.repo.mark_enqueued(job.id, enqueued=False)
+        log.warning("broker unavailable; job %s will be enqueued later (%s)", job.id, exc)
+    metrics.JOBS_SUBMITTED.labels(body.kind).inc()
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return to_public(job)
 
@@ -122,21 +124,28 @@ def get_job(
             description="embeddings as lists of floats, or base64 of little-endian float32",
         ),
     ] = "float",
-) -> JobPublic:
+    vectors: Annotated[
+        bool, Query(description="include an embedding job's vectors (false: status only)")
+    ] = True,
+) -> JobPublic | Response:
     """One job: status, result or error (an embedding job's result has its vectors)."""
     job = state.repo.get(job_id, tenant=tenant)
     if job is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "job not found")
     public = to_public(job)
-    if job.kind == JobKind.EMBED and job.status == JobStatus.SUCCEEDED and public.result:
-        dimensions, blobs = state.repo.load_vectors(job.id)
-        encode = as_base64 if vector_format == "base64" else as_floats
-        public.result = {
-            **public.result,
-            "dimensions": dimensions,
-            "embeddings": [encode(v) for blob in blobs for v in split_vectors(blob, dimensions)],
-        }
-    return public
+    if not (vectors and job.kind == JobKind.EMBED and job.status == JobStatus.SUCCEEDED):
+        return public
+    dimensions, blobs = state.repo.load_vectors(job.id)
+    encode = as_base64 if vector_format == "base64" else as_floats
+    body = public.model_dump(mode="json")
+    body["result"] = {
+        **(public.result or {}),
+        "dimensions": dimensions,
+        "embeddings": [encode(v) for blob in blobs for v in split_vectors(blob, dimensions)],
+    }
+    # Serialised here, in the worker thread: a large answer must not stall the event
+    # loop that every other request and event stream of this process shares.
+    return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")
 
 
 @router.post(

@@ -1,20 +1,22 @@
 """Streaming benchmark: our worker vs a naive Celery baseline, same workload, one run.
 
     python ops/bench/streaming.py [--jobs 200] [--baseline-jobs 12] [--tokens 200]
-                                  [--tps 50] [--concurrency N] [--json PATH]
+                                  [--tps 50] [--concurrency N] [--processes P] [--json PATH]
 
 Starts a private Redis, a fresh SQLite job store and the simulator (its own process,
 pacing ``--tps`` tokens per second), then runs, one after the other:
 
 * ours: ``aijobs worker --queues generate --concurrency N`` (threads pool); jobs are
-  inserted in SQL and enqueued by task name, as the API does;
+  inserted in SQL and enqueued by task name, as the API does. With ``--processes P``,
+  P such workers (each ``--concurrency ceil(N/P)`` and its own ``--hostname``) share
+  the queue, and their CPU is summed;
 * naive: ops/bench/naive_worker.py, prefork ``-c 2``, typed SDK chunks and one Redis
   round trip (XADD + PUBLISH, pipelined) per token.
 
 Each job's start and finish come from SQL (ours) or from the job's Redis hash (naive);
 jobs in flight, chunks per second and mean job time are derived from them. Worker CPU
-is user+sys of the worker process and all its children, read (psutil) right before the
-first job is enqueued and right after the last one finished. Ours is also checked: every
+is user+sys of the worker process(es) and all their children, read (psutil) right before
+the first job is enqueued and right after the last one finished. Ours is also checked: every
 job ``succeeded`` and its stream's deltas concatenate to ``result.text``.
 """
 
@@ -223,6 +225,8 @@ class Phase:
     redis_cpu_s: float = 0.0
     simulator_cpu_s: float = 0.0
     sampled_in_flight: list[int] = field(default_factory=list)
+    processes: int = 1
+    worker_cpu_by_process_s: list[float] = field(default_factory=list)
     provider: dict[str, Any] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     verified_jobs: int = 0
@@ -235,6 +239,10 @@ class Phase:
 
         self.worker_cpu_s = used("worker")
         self.worker_cpu_sys_s = after["worker"][1] - before["worker"][1]
+        self.worker_cpu_by_process_s = [
+            sum(after[name]) - sum(before[name])
+            for name in sorted(k for k in after if k.startswith("worker-"))
+        ]
         self.redis_cpu_s = used("redis")
         self.simulator_cpu_s = used("simulator")
 
@@ -259,6 +267,7 @@ class Phase:
             "jobs": self.jobs,
             "finished": len(self.intervals),
             "concurrency": self.concurrency,
+            "processes": self.processes,
             "wall_s": wall,
             "busy_s": busy,
             "in_flight_max": max_overlap(self.intervals),
@@ -272,6 +281,7 @@ class Phase:
             "chunks_per_redis_entry": self.chunks / max(self.redis_entries, 1),
             "worker_cpu_s": self.worker_cpu_s,
             "worker_cpu_sys_s": self.worker_cpu_sys_s,
+            "worker_cpu_by_process_s": self.worker_cpu_by_process_s,
             "worker_cores_busy": self.worker_cpu_s / wall if wall > 0 else 0.0,
             "worker_cpu_per_chunk_us": self.worker_cpu_s / chunks * 1e6,
             "redis_cpu_per_chunk_us": self.redis_cpu_s / chunks * 1e6,
@@ -338,8 +348,12 @@ def job_messages(i: int) -> list[dict[str, str]]:
 
 def run_ours(ctx: Context) -> Phase:
     args = ctx.args
-    phase = Phase("ours", f"ours (threads -c{args.concurrency})", args.jobs, args.concurrency)
-    hostname = f"bench-ours-{uuid.uuid4().hex[:8]}@127.0.0.1"
+    procs = args.processes
+    per_process = math.ceil(args.concurrency / procs)
+    pool = f"threads -c{per_process}" if procs == 1 else f"{procs} x threads -c{per_process}"
+    phase = Phase("ours", f"ours ({pool})", args.jobs, per_process * procs, processes=procs)
+    run_id = uuid.uuid4().hex[:8]
+    hostnames = [f"bench-ours-{run_id}-{i}@127.0.0.1" for i in range(procs)]
     extra = {
         "REDIS_URL": ctx.redis.url,
         "DATABASE_URL": ctx.database_url,
@@ -350,24 +364,28 @@ def run_ours(ctx: Context) -> Phase:
     if args.flush_ms is not None:
         extra["AIJOBS_DELTA_FLUSH_MS"] = str(args.flush_ms)
     command = shlex.split(args.ours_command) if args.ours_command else aijobs_command()
-    argv = [
-        *command,
-        "worker",
-        "--queues",
-        "generate",
-        "--concurrency",
-        str(args.concurrency),
-        "--hostname",
-        hostname,
-    ]
-    worker = ctx.track(spawn("worker-ours", argv, child_env(extra), ctx.log_dir))
+    workers: list[Child] = []
+    for i, hostname in enumerate(hostnames):
+        argv = [
+            *command,
+            "worker",
+            "--queues",
+            "generate",
+            "--concurrency",
+            str(per_process),
+            "--hostname",
+            hostname,
+        ]
+        name = "worker-ours" if procs == 1 else f"worker-ours-{i}"
+        workers.append(ctx.track(spawn(name, argv, child_env(extra), ctx.log_dir)))
     settings = Settings(redis_url=ctx.redis.url, database_url=ctx.database_url)
     app = create_celery_app(settings)
     db = Database(ctx.database_url)
     repo = JobRepository(db)
     sampler = LeaseSampler(ctx.redis.url, args.sample_ms / 1000)
     try:
-        wait_worker_ready(app, hostname, worker)
+        for hostname, worker in zip(hostnames, workers, strict=True):
+            wait_worker_ready(app, hostname, worker)
 
         def create(tenant: str, i: int, tokens: int) -> str:
             payload = GenerateInput(
@@ -381,18 +399,20 @@ def run_ours(ctx: Context) -> Phase:
             with db.session() as s:
                 return s.scalar(query.where(Job.tenant == tenant, Job.status.in_(TERMINAL))) or 0
 
-        # Warm-up: the first job builds the worker's runtime (pools, clients); not measured.
-        for i in range(WARMUP_JOBS):
+        # Warm-up: the first jobs build the workers' clients and connections; not measured.
+        # (Which process takes which warm-up job is up to the broker.)
+        warmup = WARMUP_JOBS * procs
+        for i in range(warmup):
             app.send_task(TASK_NAMES["generate"], args=[create("warmup", i, 5)], queue="generate")
         wait_until(
-            lambda: finished("warmup") >= WARMUP_JOBS and sampler.count() == 0,
+            lambda: finished("warmup") >= warmup and sampler.count() == 0,
             60,
-            "our warm-up job",
-            worker,
+            "our warm-up jobs",
+            *workers,
         )
         job_ids = [create("bench", i, args.tokens) for i in range(args.jobs)]
         ctx.sim_api("POST", "reset")
-        before = ctx.cpu_snapshot(worker)
+        before = ctx.cpu_snapshot(*workers)
         sampler.start()
         phase.enqueued_at = time.time()
         for job_id in job_ids:
@@ -401,8 +421,9 @@ def run_ours(ctx: Context) -> Phase:
         def done() -> bool:
             return finished("bench") >= args.jobs and sampler.count() == 0
 
-        wait_until(done, ctx.phase_timeout(args.jobs, args.concurrency), "our jobs", worker)
-        after = ctx.cpu_snapshot(worker)
+        timeout = ctx.phase_timeout(args.jobs, phase.concurrency)
+        wait_until(done, timeout, "our jobs", *workers)
+        after = ctx.cpu_snapshot(*workers)
         phase.provider = ctx.sim_api("GET", "stats")
         sampler.stop()
         phase.sampled_in_flight = sampler.samples
@@ -411,7 +432,8 @@ def run_ours(ctx: Context) -> Phase:
     finally:
         if sampler.is_alive():
             sampler.stop()
-        worker.stop()
+        for worker in workers:
+            worker.stop()
         db.dispose()
         app.close()
     return phase
@@ -582,9 +604,12 @@ class Context:
         self.children.append(kid)
         return kid
 
-    def cpu_snapshot(self, worker: Child) -> dict[str, tuple[float, float]]:
+    def cpu_snapshot(self, *workers: Child) -> dict[str, tuple[float, float]]:
+        """(user, sys) CPU seconds so far: the workers (summed, and each), Redis, simulator."""
+        each = {f"worker-{i:03d}": cpu_seconds(w.pid) for i, w in enumerate(workers)}
         return {
-            "worker": cpu_seconds(worker.pid),
+            "worker": (sum(u for u, _ in each.values()), sum(s for _, s in each.values())),
+            **each,
             "redis": cpu_seconds(self.redis.process.pid),
             "simulator": cpu_seconds(self.sim.pid),
         }
@@ -604,6 +629,15 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def worker_cpu_cell(p: dict[str, Any]) -> str:
+    """Total worker CPU seconds; with several processes, each one's share too."""
+    each = p.get("worker_cpu_by_process_s") or []
+    total = f"{p['worker_cpu_s']:.2f} s"
+    if len(each) < 2:
+        return total
+    return f"{total} ({' + '.join(f'{c:.2f}' for c in each)})"
 
 
 def fmt_row(name: str, values: list[str]) -> str:
@@ -629,6 +663,7 @@ def render(args: argparse.Namespace, phases: list[dict[str, Any]]) -> str:
     row("chunks per Redis entry", lambda p: f"{p['chunks_per_redis_entry']:.1f}")
     row("worker CPU per chunk", lambda p: f"{p['worker_cpu_per_chunk_us']:,.0f} µs")
     row("worker CPU (cores busy)", lambda p: f"{p['worker_cores_busy']:.2f}")
+    row("worker CPU s (per process)", worker_cpu_cell)
     row("redis CPU per chunk", lambda p: f"{p['redis_cpu_per_chunk_us']:,.1f} µs")
     row("simulator CPU per chunk", lambda p: f"{p['simulator_cpu_per_chunk_us']:,.1f} µs")
     row(
@@ -663,6 +698,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--concurrency", type=int, default=None, help="our worker's threads (default: --jobs)"
     )
     parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="our worker processes sharing the queue, each --concurrency ceil(N/P)",
+    )
+    parser.add_argument(
         "--baseline-concurrency",
         type=int,
         default=2,
@@ -693,7 +734,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.concurrency is None:
         args.concurrency = args.jobs
     if (
-        min(args.jobs, args.baseline_jobs, args.tokens, args.concurrency, args.baseline_concurrency)
+        min(
+            args.jobs,
+            args.baseline_jobs,
+            args.tokens,
+            args.concurrency,
+            args.baseline_concurrency,
+            args.processes,
+        )
         < 1
         or args.tps <= 0
     ):

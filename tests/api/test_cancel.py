@@ -11,7 +11,7 @@ from celery import Celery
 
 from tests.conftest import TENANT_A
 from tests.support import read_events, wait_for
-from workers.celery_app import TASK_NAMES
+from workers.celery_app import enqueue
 from workers.settings import Settings
 from workers.store import Database, JobRepository
 
@@ -35,7 +35,7 @@ def test_cancel_a_queued_job_and_it_never_runs(
     assert answer.json()["job"]["status"] == "cancelled"
     assert answer.json()["detail"] == "cancelled before it ran"
     # Its message arrives after all (it was in flight): the worker leaves it alone.
-    worker.send_task(TASK_NAMES["generate"], args=[job.id], queue="generate")
+    enqueue(worker, job.id, "generate")
     events = read_events(client, job.id)
     assert [(e.event, e.data) for e in events] == [("done", {"status": "cancelled"})]
     row = client.get(f"/v1/jobs/{job.id}").json()

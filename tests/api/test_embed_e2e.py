@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import TENANT_A
 from tests.support import read_events
-from workers.celery_app import TASK_NAMES
+from workers.celery_app import enqueue
 from workers.kinds.embed import plan_batches
 from workers.settings import Settings
 from workers.store import Database, JobRepository
@@ -110,7 +110,7 @@ def test_a_new_attempt_skips_the_batches_already_stored(
     marker = to_float32_bytes([7.0] * DIMS)
     repo.save_batch(job.id, 0, start=0, count=2048, dimensions=DIMS, vectors=marker * 2048)
     repo.save_batch(job.id, 1, start=2048, count=2048, dimensions=DIMS, vectors=marker * 2048)
-    worker.send_task(TASK_NAMES["embed"], args=[job.id], queue="embed")
+    enqueue(worker, job.id, "embed")
     read_events(client, job.id, timeout_s=60)
     row = client.get(f"/v1/jobs/{job.id}").json()
     assert row["status"] == "succeeded"
@@ -127,3 +127,26 @@ def test_one_text_gives_one_vector(client: httpx.Client, model: str) -> None:
     row = client.get(f"/v1/jobs/{job['id']}").json()
     assert len(row["result"]["embeddings"]) == 1
     assert row["result"]["dimensions"] == 1536
+
+
+def test_cancel_a_running_embedding_job_stops_between_batches(
+    client: httpx.Client, simulator: Any, model: str
+) -> None:
+    httpx.put(f"{simulator.base_url}/_sim/config", json={"latency_ms": 300}).raise_for_status()
+    texts = [f"c{i}" for i in range(20 * 2048)]  # 20 batches, 4 in flight, 300 ms each
+    body = {"kind": "embed", "model": model, "input": texts, "dimensions": DIMS}
+    job = client.post("/v1/jobs", json=body).json()
+    first = read_events(client, job["id"], stop_after=2)
+    assert first[1].event == "progress"  # written as each batch lands, not at the end
+    assert first[1].data["done"] < first[1].data["total"]
+    assert client.post(f"/v1/jobs/{job['id']}/cancel").status_code == 202
+    events = read_events(client, job["id"], timeout_s=60)
+    row = client.get(f"/v1/jobs/{job['id']}").json()
+    assert row["status"] == "cancelled"
+    assert events[-1].data == {"status": "cancelled"}
+    assert row["result"]["embedded"] < 20 * 2048
+    assert sim_requests(simulator, model) < 20
+    assert "embeddings" not in row["result"]
+    assert client.get(f"/v1/jobs/{job['id']}", params={"vectors": "false"}).json()["status"] == (
+        "cancelled"
+    )

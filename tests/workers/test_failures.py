@@ -10,7 +10,7 @@ import pytest
 from celery import Celery
 
 from tests.support import SseEvent, read_events, text_after_last_reset
-from workers.celery_app import TASK_NAMES
+from workers.celery_app import enqueue
 from workers.runtime import WorkerRuntime
 from workers.settings import Settings
 from workers.store import Database, JobRepository
@@ -135,7 +135,7 @@ def test_duplicate_delivery_of_a_running_job_is_ignored(
     job = client.post("/v1/jobs", json=body).json()
     first = read_events(client, job["id"], stop_after=2)  # it is running now
     assert first[0].data["status"] == "running"
-    worker.send_task(TASK_NAMES["generate"], args=[job["id"]], queue="generate")
+    enqueue(worker, job["id"], "generate")
     events = read_events(client, job["id"])
     row = client.get(f"/v1/jobs/{job['id']}").json()
     assert row["status"] == "succeeded" and row["attempts"] == 1
@@ -156,7 +156,7 @@ def test_a_job_that_keeps_crashing_its_worker_stops_at_the_cap(
     # As if max_attempts workers had each claimed it and died mid-run.
     for seen in range(settings.max_attempts):
         assert repo.claim(job.id, seen_attempts=seen).attempt == seen + 1
-    worker.send_task(TASK_NAMES["generate"], args=[job.id], queue="generate")
+    enqueue(worker, job.id, "generate")
     events = read_events(client, job.id)
     row = client.get(f"/v1/jobs/{job.id}").json()
     assert row["status"] == "failed"

@@ -23,7 +23,7 @@ from celery import Celery
 
 from tests.conftest import TENANT_A
 from tests.support import wait_for
-from workers.celery_app import TASK_NAMES, create_celery_app
+from workers.celery_app import create_celery_app, enqueue
 from workers.settings import Settings
 from workers.simulator import RunningSimulator
 from workers.store import Database, JobRepository
@@ -60,7 +60,7 @@ class Fleet:
         job = self.repo.create(
             tenant=TENANT_A, kind="generate", model=model, payload=payload, meta={}
         )
-        self.app.send_task(TASK_NAMES["generate"], args=[job.id], queue="generate")
+        enqueue(self.app, job.id, "generate")
         return job.id
 
     def events(self, job_id: str) -> list[tuple[str, dict[str, Any]]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -68,9 +68,12 @@ class EmbedOutput:
     dimensions: int
     usage: dict[str, int] | None
     stopped: bool
+    done: int = 0
 
     def result(self) -> dict[str, Any]:
         """The job's ``result`` as stored in its row; the API adds the vectors."""
+        if self.stopped:
+            return {"count": self.count, "dimensions": self.dimensions, "embedded": self.done}
         return {"count": self.count, "dimensions": self.dimensions}
 
 
@@ -127,7 +130,7 @@ def run_embed(
             }
             remaining = set(futures)
             while remaining:
-                finished, remaining = wait(remaining, return_when=FIRST_EXCEPTION)
+                finished, remaining = wait(remaining, return_when=FIRST_COMPLETED)
                 for future in finished:
                     if future.exception() is not None:
                         failed.set()
@@ -148,4 +151,4 @@ def run_embed(
         )  # fmt: skip
     stopped = should_stop() and done_inputs < len(texts)
     usage = {"prompt_tokens": tokens_used, "total_tokens": tokens_used}
-    return EmbedOutput(len(texts), next(iter(dims), 0), usage, stopped)
+    return EmbedOutput(len(texts), next(iter(dims), 0), usage, stopped, done_inputs)

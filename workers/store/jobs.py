@@ -67,9 +67,17 @@ class JobRepository:
         self.db = db
 
     def create(
-        self, *, tenant: str, kind: str, model: str, payload: dict[str, Any], meta: dict[str, Any]
+        self,
+        *,
+        tenant: str,
+        kind: str,
+        model: str,
+        payload: dict[str, Any],
+        meta: dict[str, Any],
+        enqueued: bool = True,
     ) -> Job:
-        """Insert a queued job."""
+        """Insert a queued job (``enqueued``: its message is about to go to the broker)."""
+        now = utcnow()
         job = Job(
             id=new_job_id(),
             tenant=tenant,
@@ -79,18 +87,41 @@ class JobRepository:
             attempts=0,
             input=payload,
             meta=meta,
-            created_at=utcnow(),
+            created_at=now,
+            updated_at=now,
+            enqueued_at=now if enqueued else None,
         )
         with self.db.session() as session:
             session.add(job)
         return job
 
-    def delete(self, job_id: str) -> None:
-        """Remove a job that was never queued (its enqueue failed)."""
+    def mark_enqueued(self, job_id: str, *, enqueued: bool) -> None:
+        """Record whether the job's message reached the broker."""
+        stmt = update(_jobs).where(_jobs.c.id == job_id)
+        with self.db.engine.begin() as conn:
+            conn.execute(stmt.values(enqueued_at=utcnow() if enqueued else None))
+
+    def list_unsent(self, *, older_than_s: float, stale_after_s: float, limit: int) -> list[Job]:
+        """Queued jobs whose message never reached the broker (older than ``older_than_s``),
+        or went there more than ``stale_after_s`` ago and was never picked up."""
+        now = utcnow()
+        query = (
+            select(Job)
+            .where(
+                Job.status == JobStatus.QUEUED,
+                or_(
+                    and_(
+                        Job.enqueued_at.is_(None),
+                        Job.created_at <= now - timedelta(seconds=older_than_s),
+                    ),
+                    Job.enqueued_at <= now - timedelta(seconds=stale_after_s),
+                ),
+            )
+            .order_by(Job.created_at)
+            .limit(limit)
+        )
         with self.db.session() as session:
-            row = session.get(Job, job_id)
-            if row is not None:
-                session.delete(row)
+            return list(session.scalars(query))
 
     def get(self, job_id: str, *, tenant: str | None = None) -> Job | None:
         """A job by id; with ``tenant``, only if it belongs to that tenant."""

@@ -1,0 +1,72 @@
+"""Prometheus metrics of the API and the workers (each process serves its own).
+
+Names start with ``aijobs_``; labels never carry a job id, a prompt or a key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import REGISTRY, Collector
+
+_SECONDS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+
+JOBS_SUBMITTED = Counter("aijobs_jobs_submitted", "Jobs accepted by the API.", ["kind"])
+JOBS_FINISHED = Counter(
+    "aijobs_jobs_finished", "Jobs that reached a terminal status.", ["kind", "status"]
+)
+TIME_QUEUED = Histogram(
+    "aijobs_job_queued_seconds", "From submit to the first attempt's start.", ["kind"],
+    buckets=_SECONDS,
+)  # fmt: skip
+TIME_TO_FIRST_TOKEN = Histogram(
+    "aijobs_time_to_first_token_seconds", "From an attempt's start to its first text.",
+    ["kind"], buckets=_SECONDS,
+)  # fmt: skip
+JOB_DURATION = Histogram(
+    "aijobs_job_duration_seconds", "From submit to the terminal status.", ["kind", "status"],
+    buckets=_SECONDS,
+)  # fmt: skip
+TOKENS = Counter("aijobs_tokens", "Tokens the provider billed.", ["model", "type"])
+PROVIDER_ERRORS = Counter("aijobs_provider_errors", "Failed provider calls.", ["code"])
+RETRIES = Counter("aijobs_retries", "Attempts that ended in a retry.", ["kind", "reason"])
+RATE_LIMIT_WAITS = Counter(
+    "aijobs_rate_limit_waits", "Calls held back by the fleet-wide limiter.", ["model"]
+)
+RATE_LIMIT_WAIT_SECONDS = Counter(
+    "aijobs_rate_limit_wait_seconds", "Time calls were held back by the limiter.", ["model"]
+)
+STREAM_READERS = Gauge("aijobs_stream_readers", "Open event readers.", ["transport"])
+RESCUED = Counter("aijobs_jobs_rescued", "Jobs re-enqueued by the reconciler.", ["reason"])
+
+
+class QueueDepthCollector(Collector):
+    """``aijobs_queue_depth{queue}``, read from the broker at scrape time."""
+
+    def __init__(self, depths: Callable[[], dict[str, int]]) -> None:
+        self._depths = depths
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "aijobs_queue_depth", "Messages waiting in each queue.", labels=["queue"]
+        )
+        try:
+            for queue, depth in self._depths().items():
+                family.add_metric([queue], depth)
+        except Exception:  # a scrape must not fail because Redis blinked
+            return []
+        return [family]
+
+
+def register_queue_depth(depths: Callable[[], dict[str, int]]) -> QueueDepthCollector:
+    """Add the queue-depth gauge to the default registry (once per process)."""
+    collector = QueueDepthCollector(depths)
+    REGISTRY.register(collector)
+    return collector
+
+
+def serve_metrics(port: int, host: str = "0.0.0.0") -> None:
+    """Serve this process's metrics on ``port`` (a worker's /metrics)."""
+    start_http_server(port, addr=host)
