@@ -120,6 +120,26 @@ def cmd_worker_alive(args: argparse.Namespace) -> int:
     return 0 if is_alive(path, max_age_s=args.max_age) else 1
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Submit a finished job again, as a new job with the same input (operators)."""
+    from workers.celery_app import create_celery_app, enqueue
+    from workers.store import Database, JobRepository
+
+    settings = _settings()
+    repo = JobRepository(Database(settings.database_url))
+    job = repo.get(args.job_id)
+    if job is None:
+        print(f"aijobs: no job {args.job_id}", file=sys.stderr)
+        return 1
+    meta = {**(job.meta or {}), "replay_of": job.id}
+    new = repo.create(
+        tenant=job.tenant, kind=job.kind, model=job.model, payload=job.input, meta=meta
+    )
+    enqueue(create_celery_app(settings), new.id, new.kind)
+    print(new.id)
+    return 0
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     """Run the whole system on this machine."""
     from workers.devserver import run_dev
@@ -166,6 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=8300)
     sim.set_defaults(func=cmd_simulator)
+
+    replay = sub.add_parser("replay", help="run a job again as a new job (operators)")
+    replay.add_argument("job_id")
+    replay.set_defaults(func=cmd_replay)
 
     migrate = sub.add_parser("migrate", help="apply database migrations")
     migrate.set_defaults(func=cmd_migrate)

@@ -24,6 +24,7 @@ from celery import Celery
 from tests.conftest import TENANT_A
 from tests.support import wait_for
 from workers.celery_app import create_celery_app, enqueue
+from workers.redis_server import free_port
 from workers.settings import Settings
 from workers.simulator import RunningSimulator
 from workers.store import Database, JobRepository
@@ -42,12 +43,12 @@ class Fleet:
         self.redis = redis.Redis.from_url(env["REDIS_URL"], decode_responses=True)
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def start_worker(self, name: str) -> subprocess.Popen[bytes]:
+    def start_worker(self, name: str, *extra: str, **env: str) -> subprocess.Popen[bytes]:
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the fleet
         proc = subprocess.Popen(
             [sys.executable, "-m", "workers.cli", "worker", "--queues", "generate",
-             "--concurrency", "4", "--hostname", f"{name}@%h"],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+             "--concurrency", "4", "--hostname", f"{name}@%h", *extra],
+            env=self.env | env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         log.close()
         self.procs.append(proc)
@@ -171,3 +172,27 @@ def test_sigterm_hands_running_jobs_back_and_exits(
     events = fleet.events(job_id)
     assert [k for k, _ in events].count("result") == 1
     assert text_after_last_reset(events) == job.result["text"]
+
+
+def test_worker_serves_metrics_and_a_heartbeat(fleet: Fleet, tmp_path: Path) -> None:
+    port = free_port()
+    beat = tmp_path / "alive"
+    proc = fleet.start_worker(
+        "watched", "--metrics-port", str(port), AIJOBS_WORKER_HEARTBEAT_FILE=str(beat)
+    )
+    job_id = fleet.submit("m", max_tokens=3)
+    assert fleet.finished(job_id, timeout_s=30).status == "succeeded"
+    scrape = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    assert 'aijobs_jobs_finished_total{kind="generate",status="succeeded"} 1.0' in scrape
+
+    def alive() -> int:
+        return subprocess.run(
+            [sys.executable, "-m", "workers.cli", "worker-alive", "--file", str(beat)],
+            env=fleet.env,
+            check=False,
+        ).returncode
+
+    assert alive() == 0
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
+    assert alive() == 1
