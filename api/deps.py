@@ -23,14 +23,14 @@ StateDep = Annotated[ApiState, Depends(get_state)]
 
 
 def tenant_for_key(state: ApiState, key: str) -> str | None:
-    """The tenant a key belongs to, or None."""
+    """The tenant a key belongs to (bootstrap keys, then the key table), or None."""
     presented = key.encode()
     tenant = None
-    # Compare against every key, in constant time, so timing reveals nothing.
+    # Compare against every bootstrap key, in constant time, so timing reveals nothing.
     for known, owner in state.settings.tenant_by_key.items():
         if hmac.compare_digest(presented, known.encode()):
             tenant = owner
-    return tenant
+    return tenant or state.keys.tenant_for(key)
 
 
 def bearer_key(authorization: str | None) -> str | None:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 
 from workers.schemas import JobKind
 
 _KINDS = ", ".join(k.value for k in JobKind)
+log = logging.getLogger(__name__)
 
 
 def field_path(loc: Sequence[Any]) -> str:
@@ -77,4 +81,14 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
         return validation_response(list(exc.errors()))
 
+    async def on_store_down(_request: Request, exc: SQLAlchemyError) -> JSONResponse:
+        log.error("job store error: %s", type(exc).__name__)
+        return JSONResponse({"detail": "the job store is unavailable; try again"}, 503)
+
+    async def on_redis_down(_request: Request, exc: RedisError) -> JSONResponse:
+        log.error("Redis error: %s", type(exc).__name__)
+        return JSONResponse({"detail": "Redis is unavailable; try again"}, 503)
+
     app.add_exception_handler(RequestValidationError, on_validation)  # type: ignore[arg-type]
+    app.add_exception_handler(SQLAlchemyError, on_store_down)  # type: ignore[arg-type]
+    app.add_exception_handler(RedisError, on_redis_down)  # type: ignore[arg-type]

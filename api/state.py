@@ -8,11 +8,15 @@ import redis as sync_redis
 from celery import Celery
 from redis.asyncio import BlockingConnectionPool, Redis
 
+from api.readers import ReaderSlots
+from api.tokens import TokenSigner
 from workers import metrics
 from workers.celery_app import QUEUES, create_celery_app
 from workers.events.live import LiveHub
-from workers.settings import Settings
+from workers.ratelimit import RateLimiter
+from workers.settings import RateLimit, Settings
 from workers.store import Database, JobRepository
+from workers.store.keys import KeyRepository
 
 
 @dataclass
@@ -21,9 +25,14 @@ class ApiState:
 
     settings: Settings
     repo: JobRepository
+    keys: KeyRepository
     celery: Celery
     redis: Redis
     hub: LiveHub
+    sync_redis: sync_redis.Redis
+    submit_limiter: RateLimiter
+    readers: ReaderSlots
+    tokens: TokenSigner
 
     @classmethod
     async def open(cls, settings: Settings) -> ApiState:
@@ -36,18 +45,34 @@ class ApiState:
         hub = LiveHub(redis)
         await hub.start()
         _watch_queues(url)
+        db = Database(settings.database_url)
+        blocking = sync_redis.Redis(
+            connection_pool=sync_redis.BlockingConnectionPool.from_url(
+                url, max_connections=40, timeout=10, client_name="aijobs-api"
+            )
+        )
+        per_second = RateLimit(rpm=settings.tenant_submits_per_s, window_s=1.0)
+        secret = settings.token_secret.get_secret_value() if settings.token_secret else None
         return cls(
             settings=settings,
-            repo=JobRepository(Database(settings.database_url)),
+            repo=JobRepository(db),
+            keys=KeyRepository(db, cache_ttl_s=settings.key_cache_ttl_s),
             celery=create_celery_app(settings),
             redis=redis,
             hub=hub,
+            sync_redis=blocking,
+            submit_limiter=RateLimiter(
+                blocking, {"*": per_second}, provider="tenant-submits", safety_ms=0
+            ),
+            readers=ReaderSlots(settings.tenant_max_readers),
+            tokens=TokenSigner(secret),
         )
 
     async def close(self) -> None:
         """Disconnect everything."""
         await self.hub.close()
         await self.redis.aclose()
+        self.sync_redis.close()
         self.repo.db.dispose()
         self.celery.close()
 

@@ -29,6 +29,7 @@ from workers.store.migrate import upgrade
 
 TENANT_A, KEY_A = "tenant-a", "key-a-0123456789"
 TENANT_B, KEY_B = "tenant-b", "key-b-0123456789"
+TENANT_C, KEY_C = "tenant-c", "key-c-0123456789"
 #: The one model with a fleet-wide budget in the test settings: 5 requests per 2 s.
 LIMITED_MODEL = "limited-model"
 
@@ -57,6 +58,7 @@ def _reset_postgres(url: str) -> None:
     with engine.begin() as conn:
         conn.execute(text("DROP TABLE IF EXISTS jobs CASCADE"))
         conn.execute(text("DROP TABLE IF EXISTS embedding_batches CASCADE"))
+        conn.execute(text("DROP TABLE IF EXISTS api_keys CASCADE"))
         conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
     engine.dispose()
 
@@ -106,7 +108,8 @@ def settings(redis_url: str, database_url: str, simulator: RunningSimulator) -> 
         database_url=database_url,
         openai_base_url=simulator.api_base,
         openai_api_key="sk-test-not-a-real-key",
-        api_keys=f"{TENANT_A}:{KEY_A},{TENANT_B}:{KEY_B}",
+        api_keys=f"{TENANT_A}:{KEY_A},{TENANT_B}:{KEY_B},{TENANT_C}:{KEY_C}",
+        key_cache_ttl_s=0,
         delta_flush_ms=10,
         retry_base_s=0.05,
         retry_cap_s=0.5,
@@ -115,6 +118,7 @@ def settings(redis_url: str, database_url: str, simulator: RunningSimulator) -> 
         worker_concurrency=16,
         provider_timeout_s=30,
         max_countdown_s=2,
+        max_body_bytes=4 * 1024 * 1024,
         reconcile_interval_s=0.5,
         rate_limits={LIMITED_MODEL: RateLimit(rpm=5, window_s=2.0)},
     )
@@ -141,7 +145,7 @@ def worker(worker_app: Celery) -> Iterator[Celery]:
     close_runtime(worker_app)
 
 
-def _serve_in_thread(app: object) -> tuple[uvicorn.Server, threading.Thread, str]:
+def serve_in_thread(app: object) -> tuple[uvicorn.Server, threading.Thread, str]:
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -162,7 +166,7 @@ def _serve_in_thread(app: object) -> tuple[uvicorn.Server, threading.Thread, str
 @pytest.fixture(scope="session")
 def api_url(settings: Settings) -> Iterator[str]:
     """The API, served over real HTTP by uvicorn in a background thread."""
-    server, thread, url = _serve_in_thread(create_app(settings))
+    server, thread, url = serve_in_thread(create_app(settings))
     yield url
     server.should_exit = True
     thread.join(10)

@@ -83,6 +83,10 @@ def cmd_flower(args: argparse.Namespace) -> int:
     if settings.flower_basic_auth is not None:
         # Through the environment, so the password is not on the command line.
         os.environ["FLOWER_BASIC_AUTH"] = settings.flower_basic_auth.get_secret_value()
+    # Show what identifies a job (its id and kind: all a task carries) on the Tasks page.
+    os.environ.setdefault(
+        "FLOWER_TASKS_COLUMNS", "name,uuid,state,args,kwargs,received,started,runtime,worker"
+    )
     address = "127.0.0.1" if args.local_only else args.address
     argv = ["-A", "workers", "flower", f"--port={args.port}", f"--address={address}"]
     celery_cli.main(args=argv, prog_name="aijobs flower", standalone_mode=True)
@@ -118,6 +122,47 @@ def cmd_worker_alive(args: argparse.Namespace) -> int:
         print("aijobs: no heartbeat file (set AIJOBS_WORKER_HEARTBEAT_FILE)", file=sys.stderr)
         return 2
     return 0 if is_alive(path, max_age_s=args.max_age) else 1
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    """Create, list or revoke API keys (in the job store)."""
+    from workers.store import Database
+    from workers.store.keys import KeyRepository
+
+    settings = _settings()
+    keys = KeyRepository(Database(settings.database_url))
+    if args.keys_command == "create":
+        row, key = keys.create(args.tenant, args.name or "")
+        print(key)
+        print(f"key {row.id} for tenant {row.tenant}: shown once, store it now", file=sys.stderr)
+    elif args.keys_command == "list":
+        for row in keys.list(args.tenant):
+            state = f"revoked {row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "live"
+            print(f"{row.id}  {row.tenant:<20}  {row.prefix}…  {row.name:<20}  "
+                  f"{row.created_at:%Y-%m-%d %H:%M}  {state}")  # fmt: skip
+    elif not keys.revoke(args.key_id):
+        print(f"aijobs: no live key {args.key_id}", file=sys.stderr)
+        return 1
+    else:
+        print(f"revoked {args.key_id}")
+    return 0
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    """Delete finished jobs' inputs, outputs and event streams past the retention window."""
+    from workers.purge import purge
+    from workers.runtime import redis_client
+    from workers.store import Database, JobRepository
+
+    settings = _settings()
+    older_than_s = args.older_than_s if args.older_than_s is not None else settings.data_retention_s
+    report = purge(
+        JobRepository(Database(settings.database_url)),
+        redis_client(settings.require_redis_url(), max_connections=4),
+        older_than_s=older_than_s,
+    )
+    print(f"purged {report.jobs} jobs finished more than {older_than_s:.0f}s ago")
+    return 0
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -186,6 +231,23 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=8300)
     sim.set_defaults(func=cmd_simulator)
+
+    keys = sub.add_parser("keys", help="create, list or revoke API keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="create a key (printed once)")
+    create.add_argument("--tenant", required=True)
+    create.add_argument("--name", default="")
+    listing = keys_sub.add_parser("list", help="list keys (never their secret)")
+    listing.add_argument("--tenant", default=None)
+    revoke = keys_sub.add_parser("revoke", help="revoke a key by id")
+    revoke.add_argument("key_id")
+    keys.set_defaults(func=cmd_keys)
+
+    purge = sub.add_parser("purge", help="delete old jobs' inputs, outputs and streams")
+    purge.add_argument(
+        "--older-than-s", type=float, default=None, help="default: AIJOBS_DATA_RETENTION_S"
+    )
+    purge.set_defaults(func=cmd_purge)
 
     replay = sub.add_parser("replay", help="run a job again as a new job (operators)")
     replay.add_argument("job_id")

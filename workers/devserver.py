@@ -26,6 +26,8 @@ STATE_DIR = Path(".aijobs")
 
 def _port_or_free(preferred: int) -> int:
     with socket.socket() as sock:
+        # A port the last run just released (TIME_WAIT) is free to listen on again.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", preferred))
             return preferred
@@ -98,6 +100,8 @@ def run_dev(*, api_port: int, flower_port: int) -> int:
         env.setdefault("DATABASE_URL", f"sqlite:///{(STATE_DIR / 'aijobs.db').resolve()}")
         if not env.get("AIJOBS_API_KEYS"):
             env["AIJOBS_API_KEYS"] = f"dev:dev-{secrets.token_urlsafe(18)}"
+        if not env.get("AIJOBS_TOKEN_SECRET"):
+            env["AIJOBS_TOKEN_SECRET"] = secrets.token_urlsafe(32)
         if not env.get("AIJOBS_FLOWER_BASIC_AUTH"):
             env["AIJOBS_FLOWER_BASIC_AUTH"] = f"admin:{secrets.token_urlsafe(12)}"
         upgrade(env["DATABASE_URL"])

@@ -22,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from workers import metrics
 from workers.events import keys
+from workers.purge import purge
 from workers.schemas import JobStatus
 from workers.store import JobRepository
 
@@ -54,6 +55,8 @@ class Reconciler:
         max_countdown_s: float,
         interval_s: float,
         queued_stale_s: float = 3600.0,
+        retention_s: float | None = None,
+        purge_interval_s: float = 3600.0,
     ) -> None:
         self._repo = repo
         self._redis = redis
@@ -62,6 +65,8 @@ class Reconciler:
         self._max_countdown_s = max_countdown_s
         self._interval_s = interval_s
         self._queued_stale_s = queued_stale_s
+        self._retention_s = retention_s
+        self._purge_interval_s = purge_interval_s
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -122,6 +127,15 @@ class Reconciler:
                 metrics.RESCUED.labels(reason).inc()
         return report
 
+    def purge_due(self) -> int:
+        """Scrub jobs past retention, at most once per purge interval across the fleet."""
+        if self._retention_s is None:
+            return 0
+        lock_ms = int(self._purge_interval_s * 1000)
+        if not self._redis.set(keys.PURGE_LOCK, "1", nx=True, px=lock_ms):
+            return 0
+        return purge(self._repo, self._redis, older_than_s=self._retention_s).jobs
+
     def _claim_rescue(self, job_id: str) -> bool:
         # One rescue per lease period: the re-enqueued delivery needs time to start.
         ttl_ms = int(self._lease_ttl_s * 2000)
@@ -145,6 +159,7 @@ class Reconciler:
         while not self._stopping.wait(self._interval_s):
             try:
                 self.tick()
+                self.purge_due()
             except (RedisError, SQLAlchemyError, OSError) as exc:
                 log.warning("reconciler pass failed: %s", exc)
             except Exception:  # pragma: no cover - a bug must not kill the thread

@@ -85,6 +85,8 @@ class WorkerRuntime:
             max_countdown_s=settings.max_countdown_s,
             interval_s=settings.reconcile_interval_s,
             queued_stale_s=settings.queued_reenqueue_s,
+            retention_s=settings.data_retention_s,
+            purge_interval_s=settings.purge_interval_s,
         )
         runtime = cls(
             settings=settings,

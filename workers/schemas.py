@@ -128,6 +128,7 @@ class JobPublic(BaseModel):
     error: JobError | None
     usage: Usage | None
     metadata: dict[str, Any]
+    purged: bool = Field(default=False, description="retention deleted its input and output")
 
 
 class JobPage(BaseModel):
@@ -142,3 +143,12 @@ class CancelAnswer(BaseModel):
 
     detail: str
     job: JobPublic
+
+
+class EventToken(BaseModel):
+    """A short-lived token that lets a browser read one job's events without an API key."""
+
+    token: str
+    expires_at: datetime
+    events_url: str
+    websocket_url: str

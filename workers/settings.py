@@ -7,9 +7,17 @@ down; nothing reads the environment at import time or inside a task body.
 from __future__ import annotations
 
 from functools import cached_property
+from typing import Annotated, Any
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_SQLITE_URL = "sqlite:///./aijobs.db"
 
@@ -35,7 +43,12 @@ class Settings(BaseSettings):
     """The whole configuration of an aijobs process."""
 
     model_config = SettingsConfigDict(
-        env_prefix="AIJOBS_", extra="ignore", frozen=True, populate_by_name=True
+        env_prefix="AIJOBS_",
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
+        # An empty variable (OPENAI_BASE_URL= in a compose file) means "not set".
+        env_ignore_empty=True,
     )
 
     # Services.
@@ -55,6 +68,27 @@ class Settings(BaseSettings):
     # API.
     #: Large enough for an embedding job of 100,000 texts of ~600 characters.
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    #: Characters of prompt text (messages, or text + instructions) per job.
+    max_input_chars: int = Field(default=2_000_000, ge=1)
+    #: Size of an extraction's JSON Schema, serialised.
+    max_schema_bytes: int = Field(default=100_000, ge=100)
+    #: Per tenant: submissions per second, unfinished jobs, open event readers (per API
+    #: process). 0 turns a limit off.
+    tenant_submits_per_s: int = Field(default=50, ge=0)
+    tenant_max_active_jobs: int = Field(default=1_000, ge=0)
+    tenant_max_readers: int = Field(default=200, ge=0)
+    #: How long a key lookup is cached (a revoked key stops working within this).
+    key_cache_ttl_s: float = Field(default=10.0, ge=0.0)
+    #: How long an Idempotency-Key keeps returning the same job.
+    idempotency_ttl_s: int = Field(default=86_400, ge=60)
+    #: Signs short-lived event tokens for browsers; every API process needs the same one.
+    token_secret: SecretStr | None = None
+    token_ttl_s: int = Field(default=600, ge=10, le=86_400)
+    #: Origins allowed to call the API from a browser (CORS is off when empty).
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: Finished jobs' inputs, outputs and streams are deleted after this long.
+    data_retention_s: int = Field(default=30 * 86_400, ge=60)
+    purge_interval_s: float = Field(default=3_600.0, ge=1.0)
 
     # Events.
     stream_retention_s: int = Field(default=86_400, ge=60)
@@ -102,6 +136,13 @@ class Settings(BaseSettings):
     flower_basic_auth: SecretStr | None = None
     log_json: bool = False
     log_level: str = "INFO"
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
 
     @model_validator(mode="after")
     def _limits_fit_visibility(self) -> Settings:

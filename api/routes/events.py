@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Annotated
 
 import anyio
-from fastapi import APIRouter, Header, HTTPException, Query, WebSocket, status
+from fastapi import APIRouter, Header, HTTPException, Query, Request, WebSocket, status
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketDisconnect
@@ -19,7 +20,7 @@ from api.state import ApiState
 from workers import metrics
 from workers.events.follow import StoredOutcome, follow_job
 from workers.events.protocol import Event
-from workers.schemas import JobStatus
+from workers.schemas import EventToken, JobStatus
 
 router = APIRouter(prefix="/v1/jobs", tags=["events"])
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ def parse_cursor(after: int | None, last_event_id: str | None) -> int:
 
 async def job_events(
     state: ApiState, job_id: str, after: int, transport: str
-) -> AsyncIterator[Event | None]:
+) -> AsyncIterator[list[Event] | None]:
     """The job's events after ``after`` (``None`` on quiet spells), until ``done``."""
 
     async def load_outcome() -> StoredOutcome | None:
@@ -76,21 +77,54 @@ async def job_events(
 async def job_event_stream(
     job_id: str,
     state: StateDep,
-    tenant: TenantDep,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+    token: Annotated[
+        str | None, Query(description="an event token (POST /v1/jobs/{id}/token), for browsers")
+    ] = None,
     after: Annotated[int | None, Query(ge=0, description="resume after this event id")] = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> EventStreamResponse:
-    """Server-Sent Events: everything after the cursor, then live, until ``done``."""
+    """Server-Sent Events: everything after the cursor, then live, until ``done``.
+
+    Authorised by the API key, or by an event token for this job (``?token=``).
+    """
     cursor = parse_cursor(after, last_event_id)
+    tenant = await reader_tenant(state, job_id, authorization, token)
+    if tenant is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "missing or invalid API key or event token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     job = await run_in_threadpool(state.repo.get, job_id, tenant=tenant)
     if job is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "job not found")
+    if not state.readers.try_acquire(tenant):
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            f"too many open event readers: at most {state.readers.limit} per tenant",
+            headers={"Retry-After": "5"},
+        )
     return EventStreamResponse(
         job_events(state, job_id, cursor, "sse"),
         retry_ms=_RETRY_MS,
         send_timeout_s=state.settings.reader_send_timeout_s,
         headers=_HEADERS,
+        on_close=lambda: state.readers.release(tenant),
     )
+
+
+async def reader_tenant(
+    state: ApiState, job_id: str, authorization: str | None, token: str | None
+) -> str | None:
+    """The tenant a reader acts for: by API key, or by an event token for this job."""
+    key = bearer_key(authorization)
+    if key:
+        return await run_in_threadpool(tenant_for_key, state, key)
+    if token:
+        claims = state.tokens.check(token, job_id)
+        return claims.tenant if claims else None
+    return None
 
 
 @router.websocket("/{job_id}/ws")
@@ -98,11 +132,11 @@ async def job_event_socket(
     websocket: WebSocket,
     job_id: str,
     after: Annotated[int | None, Query(ge=0)] = None,
+    token: Annotated[str | None, Query()] = None,
 ) -> None:
     """The same events as JSON messages ``{"id", "event", "data"}``; closes after ``done``."""
     state: ApiState = websocket.app.state.aijobs
-    key = bearer_key(websocket.headers.get("authorization"))
-    tenant = tenant_for_key(state, key) if key else None
+    tenant = await reader_tenant(state, job_id, websocket.headers.get("authorization"), token)
     if tenant is None:
         await websocket.send_denial_response(
             JSONResponse({"detail": "invalid API key"}, status.HTTP_401_UNAUTHORIZED)
@@ -114,15 +148,31 @@ async def job_event_socket(
             JSONResponse({"detail": "job not found"}, status.HTTP_404_NOT_FOUND)
         )
         return
+    if not state.readers.try_acquire(tenant):
+        await websocket.send_denial_response(
+            JSONResponse(
+                {"detail": f"too many open event readers: at most {state.readers.limit}"},
+                status.HTTP_429_TOO_MANY_REQUESTS,
+                headers={"Retry-After": "5"},
+            )
+        )
+        return
+    try:
+        await _serve_socket(websocket, state, job_id, after or 0)
+    finally:
+        state.readers.release(tenant)
+
+
+async def _serve_socket(websocket: WebSocket, state: ApiState, job_id: str, after: int) -> None:
     await websocket.accept()
-    events = job_events(state, job_id, after or 0, "websocket")
+    events = job_events(state, job_id, after, "websocket")
     timeout_s = state.settings.reader_send_timeout_s
     try:
         async with anyio.create_task_group() as group:
 
             async def stream() -> None:
-                async for event in events:
-                    if event is not None:
+                async for batch in events:
+                    for event in batch or ():
                         message = f'{{"id":{event.id},"event":{json.dumps(event.event)},'
                         with anyio.fail_after(timeout_s):
                             await websocket.send_text(f'{message}"data":{event.data}}}')
@@ -140,3 +190,22 @@ async def job_event_socket(
         pass
     finally:
         await events.aclose()  # type: ignore[attr-defined]
+
+
+@router.post("/{job_id}/token", response_model=EventToken)
+def issue_event_token(
+    job_id: str, request: Request, state: StateDep, tenant: TenantDep
+) -> EventToken:
+    """A short-lived token that opens this job's events, for a browser's EventSource."""
+    job = state.repo.get(job_id, tenant=tenant)
+    if job is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "job not found")
+    ttl_s = state.settings.token_ttl_s
+    token, expires = state.tokens.issue(job_id, tenant, ttl_s)
+    base = str(request.base_url).rstrip("/")
+    return EventToken(
+        token=token,
+        expires_at=datetime.fromtimestamp(expires, UTC),
+        events_url=f"{base}/v1/jobs/{job_id}/events?token={token}",
+        websocket_url=f"{base.replace('http', 'ws', 1)}/v1/jobs/{job_id}/ws?token={token}",
+    )

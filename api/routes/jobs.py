@@ -6,30 +6,32 @@ import json
 import logging
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Body, HTTPException, Query, Response, status
+from fastapi import APIRouter, Body, Header, HTTPException, Query, Response, status
 from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 
+from api.admission import (
+    check_idempotency_key,
+    check_input,
+    check_tenant_limits,
+    request_hash,
+)
 from api.deps import StateDep, TenantDep
 from workers import metrics
 from workers.celery_app import enqueue
 from workers.events.control import append_events, flag_cancel
 from workers.events.protocol import EventType
 from workers.schemas import (
-    SUPPORTED_KINDS,
     CancelAnswer,
-    EmbedInput,
-    ExtractInput,
     JobInput,
     JobKind,
     JobPage,
     JobPublic,
     JobStatus,
 )
-from workers.store.jobs import CursorError
+from workers.store.jobs import CursorError, IdempotencyConflict
 from workers.store.models import Job
-from workers.structured import SchemaRejected, prepare_schema
 from workers.vectors import as_base64, as_floats, split_vectors
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -51,36 +53,59 @@ def to_public(job: Job) -> JobPublic:
         error=job.error,  # type: ignore[arg-type]
         usage=job.usage,  # type: ignore[arg-type]
         metadata=job.meta or {},
+        purged=job.purged_at is not None,
     )
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=JobPublic)
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobPublic,
+    responses={
+        409: {"description": "the Idempotency-Key was used with a different request"},
+        413: {"description": "the body is too large"},
+        422: {"description": "invalid input; `detail` names the field"},
+        429: {"description": "a tenant limit; Retry-After says when to try again"},
+    },
+)
 def submit_job(
-    body: Annotated[JobInput, Body()], state: StateDep, tenant: TenantDep, response: Response
+    body: Annotated[JobInput, Body()],
+    state: StateDep,
+    tenant: TenantDep,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="the same key and body return the same job (for a day)",
+        ),
+    ] = None,
 ) -> JobPublic:
     """Accept a job and queue it; nothing is queued for a rejected request."""
-    if body.kind not in SUPPORTED_KINDS:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT, f"kind: {body.kind!r} jobs are not available yet"
-        )
-    if isinstance(body, ExtractInput):
-        try:
-            prepare_schema(body.json_schema)
-        except SchemaRejected as exc:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
-    if isinstance(body, EmbedInput) and isinstance(body.input, list):
-        if not body.input:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "input: no texts given")
-        limit = state.settings.embed_max_inputs
-        if len(body.input) > limit:
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT,
-                f"input: at most {limit} texts per job (got {len(body.input)})",
-            )
+    key = check_idempotency_key(idempotency_key)
+    check_input(body, state)
     payload = body.model_dump(mode="json", by_alias=True, exclude={"metadata"})
-    job = state.repo.create(
-        tenant=tenant, kind=body.kind, model=body.model, payload=payload, meta=body.metadata
-    )
+    digest = request_hash(payload, body.metadata) if key else None
+    if key:
+        state.repo.expire_idempotency_key(
+            tenant, key, older_than_s=state.settings.idempotency_ttl_s
+        )
+        existing = state.repo.by_idempotency_key(tenant, key)
+        if existing is not None:
+            return _replayed(existing, digest, response)
+    check_tenant_limits(state, tenant)
+    try:
+        job = state.repo.create(
+            tenant=tenant,
+            kind=body.kind,
+            model=body.model,
+            payload=payload,
+            meta=body.metadata,
+            idempotency_key=key,
+            request_hash=digest,
+        )
+    except IdempotencyConflict as conflict:  # a concurrent request with the same key won
+        return _replayed(conflict.job, digest, response)
     try:
         enqueue(state.celery, job.id, body.kind)
     except (KombuError, RedisError, OSError) as exc:
@@ -90,6 +115,17 @@ def submit_job(
         log.warning("broker unavailable; job %s will be enqueued later (%s)", job.id, exc)
     metrics.JOBS_SUBMITTED.labels(body.kind).inc()
     response.headers["Location"] = f"/v1/jobs/{job.id}"
+    return to_public(job)
+
+
+def _replayed(job: Job, digest: str | None, response: Response) -> JobPublic:
+    if job.request_hash != digest:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            "Idempotency-Key: already used with a different request",
+        )
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    response.headers["Idempotent-Replayed"] = "true"
     return to_public(job)
 
 

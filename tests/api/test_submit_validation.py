@@ -9,6 +9,7 @@ import pytest
 import redis
 
 from tests.conftest import TENANT_A
+from workers.settings import Settings
 
 GOOD = {
     "kind": "generate",
@@ -64,9 +65,11 @@ def test_invalid_json_is_422(client: httpx.Client) -> None:
     assert answer.json()["detail"] == "body: the body is not valid JSON"
 
 
-def test_body_over_the_limit_is_413(client: httpx.Client, rds: redis.Redis) -> None:
+def test_body_over_the_limit_is_413(
+    client: httpx.Client, rds: redis.Redis, settings: Settings
+) -> None:
     before = queued_count(rds)
-    huge = {**GOOD, "messages": [{"role": "user", "content": "x" * (17 * 1024 * 1024)}]}
+    huge = {**GOOD, "messages": [{"role": "user", "content": "x" * settings.max_body_bytes}]}
     answer = client.post("/v1/jobs", json=huge)
     assert answer.status_code == 413
     assert "exceeds" in answer.json()["detail"]

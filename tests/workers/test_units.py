@@ -86,7 +86,7 @@ def test_settings_parse_api_keys_and_require_redis() -> None:
 def test_migrations_match_the_models(database_url: str) -> None:
     engine = make_engine(database_url)
     try:
-        for table in ("jobs", "embedding_batches"):
+        for table in ("jobs", "embedding_batches", "api_keys"):
             columns = {c["name"] for c in inspect(engine).get_columns(table)}
             assert columns == {c.name for c in Base.metadata.tables[table].columns}
         from alembic.autogenerate import compare_metadata

@@ -20,6 +20,8 @@ from workers.events.live import LiveHub, Subscription
 from workers.events.protocol import Event, EventType, dumps
 
 _PAGE = 500
+#: Events handed to a reader in one write, at most.
+_BATCH = 256
 _TERMINAL_EVENTS = frozenset({EventType.RESULT, EventType.ERROR, EventType.DONE})
 
 
@@ -86,23 +88,26 @@ async def follow_job(
     load_outcome: LoadOutcome,
     idle_s: float,
     settle_s: float = 1.0,
-) -> AsyncIterator[Event | None]:
-    """Yield the job's events after ``after`` until ``done``; ``None`` after ``idle_s`` of quiet.
+) -> AsyncIterator[list[Event] | None]:
+    """Yield the job's events after ``after`` until ``done``, in batches (whatever is ready
+    at once, so a reader gets one write per batch); ``None`` after ``idle_s`` of quiet.
 
     The caller turns ``None`` into a keep-alive. The job is re-checked in the
     store on every quiet spell, so a reader never waits forever on a lost message.
     """
     async with hub.subscribe(job_id) as sub:
         reader = _Reader(redis, job_id, after)
-        for event in await reader.backlog():
-            yield event
+        backlog = await reader.backlog()
+        for start in range(0, len(backlog), _BATCH):
+            yield backlog[start : start + _BATCH]
         if reader.finished:
             return
         outcome = None if reader.in_hole else await load_outcome()
         if outcome is not None:
             if not await redis.exists(keys.events_key(job_id)):
                 # Retention ran out: the store has the outcome.
-                for closing in outcome.events(reader.cursor):
+                closing = outcome.events(reader.cursor)
+                if closing:
                     yield closing
                 return
             # Finished, but the Stream has no `done` yet (still being written, or
@@ -145,27 +150,44 @@ class _Reader:
                 break
         return out
 
+    def _take(self, ready: list[Event]) -> tuple[list[Event], bool]:
+        """The events of ``ready`` to send, and whether one was ahead of the cursor."""
+        out: list[Event] = []
+        for event in ready:
+            if event.id > self.cursor + 1:
+                return out, True
+            if self._accept(event):
+                out.append(event)
+            if self.finished:
+                break
+        return out, False
+
     async def live(
         self, sub: Subscription, idle_s: float, load_outcome: LoadOutcome
-    ) -> AsyncIterator[Event | None]:
+    ) -> AsyncIterator[list[Event] | None]:
         """Live events until ``done``; ``None`` on each quiet spell."""
         while not self.finished:
             event = await sub.get(idle_s)
-            if event is not None and not sub.take_overflow() and event.id <= self.cursor + 1:
-                if self._accept(event):
-                    yield event
-                continue
+            ahead = sub.take_overflow()
+            if event is not None and not ahead:
+                batch, ahead = self._take([event, *sub.drain(_BATCH - 1)])
+                if batch:
+                    yield batch
+                if not ahead:
+                    continue
             # Quiet, dropped messages, or an id ahead of ours: the Stream has
             # everything that was published, so re-read it from the cursor.
-            for caught_up in await self.backlog():
-                yield caught_up
+            caught_up = await self.backlog()
+            for start in range(0, len(caught_up), _BATCH):
+                yield caught_up[start : start + _BATCH]
             if self.finished:
                 return
             if event is not None:
                 continue
             outcome = await load_outcome()
             if outcome is not None:
-                for closing in outcome.events(self.cursor):
+                closing = outcome.events(self.cursor)
+                if closing:
                     yield closing
                 self.finished = True
                 return

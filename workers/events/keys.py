@@ -12,6 +12,8 @@ PREFIX = "aijobs"
 PARKED = f"{PREFIX}:parked"
 #: Held for a moment by the worker process that runs a reconciler pass.
 RECONCILER_LOCK = f"{PREFIX}:reconciler:lock"
+#: Held for a purge interval by the worker process that ran the last retention purge.
+PURGE_LOCK = f"{PREFIX}:purge:lock"
 
 
 def events_key(job_id: str) -> str:

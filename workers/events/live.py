@@ -47,10 +47,21 @@ class Subscription:
 
     async def get(self, timeout_s: float) -> Event | None:
         """The next live event, or None after ``timeout_s`` of silence."""
+        if not self.queue.empty():
+            return self.queue.get_nowait()  # no timer, no task: the common case under load
         try:
-            return await asyncio.wait_for(self.queue.get(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                return await self.queue.get()
         except TimeoutError:
             return None
+
+    def drain(self, limit: int) -> list[Event]:
+        """Up to ``limit`` events that are already waiting."""
+        out: list[Event] = []
+        queue = self.queue
+        while len(out) < limit and not queue.empty():
+            out.append(queue.get_nowait())
+        return out
 
 
 class LiveHub:

@@ -9,7 +9,7 @@ the Lua script in exactly that order and spacing so readers can split it cheaply
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -33,6 +33,13 @@ class Event:
     id: int
     event: str
     data: str
+    _sse: list[bytes] = field(default_factory=list, compare=False, repr=False)
+
+    def sse(self) -> bytes:
+        """The event as a Server-Sent Events frame, encoded once however many read it."""
+        if not self._sse:
+            self._sse.append(f"id: {self.id}\nevent: {self.event}\ndata: {self.data}\n\n".encode())
+        return self._sse[0]
 
     def json(self) -> dict[str, Any]:
         """The event as one JSON-able object (the WebSocket and client shape)."""

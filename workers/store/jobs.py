@@ -31,6 +31,14 @@ class CursorError(ValueError):
     """Raised when a pagination cursor cannot be decoded."""
 
 
+class IdempotencyConflict(Exception):
+    """Raised when the tenant already has a job under this Idempotency-Key."""
+
+    def __init__(self, job: Job) -> None:
+        super().__init__(job.id)
+        self.job = job
+
+
 def new_job_id() -> str:
     """A 32-character id that sorts by creation time (48-bit ms clock + 80 random bits)."""
     return f"{int(time.time() * 1000):012x}{secrets.token_hex(10)}"
@@ -75,8 +83,14 @@ class JobRepository:
         payload: dict[str, Any],
         meta: dict[str, Any],
         enqueued: bool = True,
+        idempotency_key: str | None = None,
+        request_hash: str | None = None,
     ) -> Job:
-        """Insert a queued job (``enqueued``: its message is about to go to the broker)."""
+        """Insert a queued job (``enqueued``: its message is about to go to the broker).
+
+        Raises ``IdempotencyConflict`` if the tenant already has a job under
+        ``idempotency_key`` (concurrent requests included: a unique index decides).
+        """
         now = utcnow()
         job = Job(
             id=new_job_id(),
@@ -90,10 +104,77 @@ class JobRepository:
             created_at=now,
             updated_at=now,
             enqueued_at=now if enqueued else None,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+        )
+        try:
+            with self.db.session() as session:
+                session.add(job)
+        except IntegrityError:
+            if idempotency_key is None:
+                raise
+            existing = self.by_idempotency_key(tenant, idempotency_key)
+            if existing is None:  # pragma: no cover - the winner rolled back
+                raise
+            raise IdempotencyConflict(existing) from None
+        return job
+
+    def by_idempotency_key(self, tenant: str, key: str) -> Job | None:
+        """The tenant's job under an Idempotency-Key, if any."""
+        query = select(Job).where(Job.tenant == tenant, Job.idempotency_key == key)
+        with self.db.session() as session:
+            return session.scalars(query).first()
+
+    def expire_idempotency_key(self, tenant: str, key: str, *, older_than_s: float) -> None:
+        """Free an Idempotency-Key whose job is older than the keys' lifetime."""
+        cutoff = utcnow() - timedelta(seconds=older_than_s)
+        stmt = (
+            update(_jobs)
+            .where(
+                _jobs.c.tenant == tenant,
+                _jobs.c.idempotency_key == key,
+                _jobs.c.created_at < cutoff,
+            )
+            .values(idempotency_key=None)
+        )
+        with self.db.engine.begin() as conn:
+            conn.execute(stmt)
+
+    def count_active(self, tenant: str) -> int:
+        """How many of the tenant's jobs have not finished."""
+        waiting = [JobStatus.QUEUED.value, JobStatus.RUNNING.value, JobStatus.RETRYING.value]
+        query = (
+            select(func.count())
+            .select_from(Job)
+            .where(Job.tenant == tenant, Job.status.in_(waiting))
         )
         with self.db.session() as session:
-            session.add(job)
-        return job
+            return int(session.scalar(query) or 0)
+
+    def list_purgeable(self, *, older_than_s: float, limit: int) -> list[Job]:
+        """Finished jobs older than the retention window whose data is still there."""
+        cutoff = utcnow() - timedelta(seconds=older_than_s)
+        query = (
+            select(Job)
+            .where(Job.finished_at < cutoff, Job.purged_at.is_(None))
+            .order_by(Job.finished_at)
+            .limit(limit)
+        )
+        with self.db.session() as session:
+            return list(session.scalars(query))
+
+    def scrub(self, job_id: str, *, error: dict[str, Any] | None) -> None:
+        """Delete a job's input, output and metadata, keeping its status and timestamps."""
+        stmt = (
+            update(_jobs)
+            .where(_jobs.c.id == job_id)
+            .values(
+                {"input": {}, "result": None, "error": error, "metadata": {}, "purged_at": utcnow()}
+            )
+        )
+        with self.db.engine.begin() as conn:
+            conn.execute(stmt)
+            conn.execute(delete(EmbeddingBatch).where(EmbeddingBatch.job_id == job_id))
 
     def mark_enqueued(self, job_id: str, *, enqueued: bool) -> None:
         """Record whether the job's message reached the broker."""

@@ -54,6 +54,9 @@ class Job(Base):
     __table_args__ = (
         Index("ix_jobs_tenant_created", "tenant", "created_at", "id"),
         Index("ix_jobs_status_enqueued", "status", "enqueued_at"),
+        Index("ux_jobs_tenant_idempotency", "tenant", "idempotency_key", unique=True),
+        Index("ix_jobs_tenant_status", "tenant", "status"),
+        Index("ix_jobs_finished", "finished_at"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -71,6 +74,11 @@ class Job(Base):
     last_event_id: Mapped[int | None] = mapped_column(Integer, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    #: The client's Idempotency-Key (unique per tenant) and a hash of the request body.
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), default=None)
+    request_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    #: When retention scrubbed its input and output.
+    purged_at: Mapped[datetime | None] = mapped_column(default=None)
     #: When the message went to the broker; NULL while it has not (the broker was down).
     enqueued_at: Mapped[datetime | None] = mapped_column(default=None)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -91,3 +99,17 @@ class EmbeddingBatch(Base):
     count: Mapped[int] = mapped_column(Integer)
     dimensions: Mapped[int] = mapped_column(Integer)
     vectors: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ApiKey(Base):
+    """An API key: only its SHA-256 is stored; the key itself is shown once, at creation."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(200))
+    prefix: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -1,0 +1,98 @@
+"""What a submission must pass before anything is written or queued."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from typing import Any
+
+from fastapi import HTTPException, status
+from redis.exceptions import RedisError
+
+from api.state import ApiState
+from workers.schemas import EmbedInput, ExtractInput, GenerateInput
+from workers.structured import SchemaRejected, prepare_schema
+
+JobBody = GenerateInput | ExtractInput | EmbedInput
+log = logging.getLogger(__name__)
+
+
+def _unprocessable(detail: str) -> HTTPException:
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail)
+
+
+def check_input(body: JobBody, state: ApiState) -> None:
+    """Sizes and semantics the models cannot check alone (422 naming the field)."""
+    settings = state.settings
+    if isinstance(body, GenerateInput):
+        chars = sum(len(m.content) for m in body.messages)
+        if chars > settings.max_input_chars:
+            raise _unprocessable(
+                f"messages: {chars} characters in all; the limit is {settings.max_input_chars}"
+            )
+    elif isinstance(body, ExtractInput):
+        chars = len(body.text) + len(body.instructions or "")
+        if chars > settings.max_input_chars:
+            raise _unprocessable(
+                f"text: {chars} characters with the instructions; the limit is "
+                f"{settings.max_input_chars}"
+            )
+        size = len(json.dumps(body.json_schema, separators=(",", ":")))
+        if size > settings.max_schema_bytes:
+            raise _unprocessable(f"schema: {size} bytes; the limit is {settings.max_schema_bytes}")
+        try:
+            prepare_schema(body.json_schema)
+        except SchemaRejected as exc:
+            raise _unprocessable(str(exc)) from None
+    elif isinstance(body.input, list):
+        if not body.input:
+            raise _unprocessable("input: no texts given")
+        if len(body.input) > settings.embed_max_inputs:
+            raise _unprocessable(
+                f"input: at most {settings.embed_max_inputs} texts per job (got {len(body.input)})"
+            )
+
+
+def check_tenant_limits(state: ApiState, tenant: str) -> None:
+    """Per-tenant submission rate and unfinished jobs (429 with Retry-After)."""
+    settings = state.settings
+    if settings.tenant_submits_per_s:
+        try:
+            wait_s = state.submit_limiter.acquire(tenant, 0)
+        except RedisError as exc:
+            # Without Redis the rate cannot be checked; the job is still recorded and
+            # will be queued later, so let it in rather than refuse a durable write.
+            log.warning("submission rate not checked (Redis unavailable: %s)", exc)
+            wait_s = 0.0
+        if wait_s > 0:
+            raise HTTPException(
+                status.HTTP_429_TOO_MANY_REQUESTS,
+                f"too many submissions: at most {settings.tenant_submits_per_s} per second",
+                headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
+            )
+    if settings.tenant_max_active_jobs:
+        active = state.repo.count_active(tenant)
+        if active >= settings.tenant_max_active_jobs:
+            raise HTTPException(
+                status.HTTP_429_TOO_MANY_REQUESTS,
+                f"too many unfinished jobs: {active} (the limit is "
+                f"{settings.tenant_max_active_jobs}); wait for some to finish",
+                headers={"Retry-After": "5"},
+            )
+
+
+def request_hash(payload: dict[str, Any], meta: dict[str, Any]) -> str:
+    """A stable hash of what was asked, to tell a retry from a different request."""
+    canonical = json.dumps([payload, meta], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def check_idempotency_key(key: str | None) -> str | None:
+    """A usable Idempotency-Key (1-255 visible ASCII characters), or 422."""
+    if key is None:
+        return None
+    if not 1 <= len(key) <= 255 or not all(33 <= ord(c) <= 126 for c in key):
+        raise _unprocessable("Idempotency-Key: 1 to 255 visible ASCII characters")
+    return key
