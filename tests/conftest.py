@@ -24,6 +24,7 @@ from workers.celery_app import QUEUES, close_runtime, create_celery_app
 from workers.redis_server import RedisServer, start_redis
 from workers.settings import RateLimit, Settings
 from workers.simulator import RunningSimulator, SimulatorConfig, running_simulator
+from workers.store import Database, JobRepository
 from workers.store.db import make_engine
 from workers.store.migrate import upgrade
 
@@ -73,6 +74,14 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
         url = f"sqlite:///{Path(tmp_path_factory.mktemp('db')) / 'aijobs.db'}"
     upgrade(url)
     return url
+
+
+@pytest.fixture
+def repo(database_url: str) -> Iterator[JobRepository]:
+    """The job store, for tests that set up or inspect rows directly."""
+    repository = JobRepository(Database(database_url))
+    yield repository
+    repository.db.dispose()
 
 
 @pytest.fixture(scope="session")

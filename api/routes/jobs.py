@@ -114,6 +114,8 @@ def submit_job(
         state.repo.mark_enqueued(job.id, enqueued=False)
         log.warning("broker unavailable; job %s will be enqueued later (%s)", job.id, exc)
     metrics.JOBS_SUBMITTED.labels(body.kind).inc()
+    fields = {"job_id": job.id, "kind": job.kind, "tenant": tenant, "status": "queued"}
+    log.info("job %s queued", job.id, extra={"fields": fields})
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return to_public(job)
 

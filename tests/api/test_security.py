@@ -18,7 +18,7 @@ from api.main import create_app
 from tests.conftest import KEY_A, KEY_B, KEY_C, TENANT_A, serve_in_thread
 from tests.support import read_events, wait_for
 from workers.settings import Settings
-from workers.store import Database, JobRepository
+from workers.store import JobRepository
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -94,7 +94,7 @@ def test_idempotency_key_with_another_body_is_refused_and_keys_are_per_tenant(
 
 
 def test_keys_are_created_once_listed_without_secret_and_revoked(
-    api_url: str, settings: Settings
+    api_url: str, settings: Settings, repo: JobRepository
 ) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIJOBS_")}
     env |= {"DATABASE_URL": settings.database_url, "REDIS_URL": settings.require_redis_url()}
@@ -116,7 +116,7 @@ def test_keys_are_created_once_listed_without_secret_and_revoked(
     assert aijobs("keys", "revoke", key_id).returncode == 0
     assert httpx.get(f"{api_url}/v1/jobs", headers=headers).status_code == 401
     assert aijobs("keys", "revoke", key_id).returncode == 1
-    rows = JobRepository(Database(settings.database_url)).get(job.json()["id"])
+    rows = repo.get(job.json()["id"])
     assert rows is not None and key not in str(vars(rows))
 
 
@@ -235,15 +235,16 @@ def test_cors_is_off_unless_configured(api_url: str, strict_api: str) -> None:
 
 
 def test_purge_deletes_inputs_outputs_and_streams(
-    client: httpx.Client, settings: Settings, rds: Any
+    client: httpx.Client, settings: Settings, rds: Any, repo: JobRepository
 ) -> None:
     from workers.purge import purge
     from workers.runtime import redis_client
 
     job_id = finished_job(client)
     assert rds.exists(f"aijobs:{{{job_id}}}:events")
-    repo = JobRepository(Database(settings.database_url))
-    report = purge(repo, redis_client(settings.require_redis_url()), older_than_s=0)
+    client_ = redis_client(settings.require_redis_url())
+    report = purge(repo, client_, older_than_s=0)
+    client_.close()
     assert report.jobs >= 1
     row = repo.get(job_id)
     assert row is not None and row.input == {} and row.result is None and row.purged_at
