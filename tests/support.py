@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -75,7 +79,7 @@ def wait_for(predicate: Callable[[], T], *, timeout_s: float = 30.0, interval_s:
         time.sleep(interval_s)
 
 
-def text_after_last_reset(events: list[SseEvent]) -> str:
+def text_after_last_reset(events: list[Any]) -> str:
     """The concatenated delta text after the last reset, as a client rebuilds it."""
     text: list[str] = []
     for event in events:
@@ -84,3 +88,51 @@ def text_after_last_reset(events: list[SseEvent]) -> str:
         elif event.event == "delta":
             text.append(event.data["text"])
     return "".join(text)
+
+
+def answers(url: str) -> bool:
+    """True if ``url`` answers 200 right now."""
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def clean_env(**variables: str) -> dict[str, str]:
+    """This process's environment without any AIJOBS_ setting, plus ``variables``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIJOBS_")}
+    return env | variables
+
+
+class ApiProcess:
+    """`aijobs api` as its own process on a fixed port: started, killed, started again."""
+
+    def __init__(self, port: int, env: dict[str, str]) -> None:
+        self.port = port
+        self.env = env
+        self.url = f"http://127.0.0.1:{port}"
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> None:
+        """Start it and wait until it answers."""
+        self.procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "workers.cli", "api", "--port", str(self.port)],
+                env=self.env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        wait_for(lambda: answers(f"{self.url}/healthz"), timeout_s=30)
+
+    def kill(self) -> None:
+        """SIGKILL the running process: the API dies mid-whatever."""
+        self.procs[-1].kill()
+        self.procs[-1].wait()
+
+    def stop(self) -> None:
+        """Stop every process it started."""
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(15)

@@ -3,7 +3,6 @@ password showing safe arguments, and the compose file's promises."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import KEY_A, LIMITED_MODEL
-from tests.support import read_events, wait_for
+from tests.support import ApiProcess, clean_env, read_events, wait_for
 from workers.redis_server import free_port
 from workers.settings import Settings
 
@@ -78,31 +77,17 @@ def test_metrics_move_after_a_run(api_url: str, client: httpx.Client, simulator:
 @pytest.fixture
 def api_without_broker(settings: Settings) -> Iterator[str]:
     """An API process whose broker is down (a closed port); same job store as the others."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIJOBS_")}
-    env |= {
-        "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
-        "DATABASE_URL": settings.database_url,
-        "AIJOBS_API_KEYS": settings.api_keys.get_secret_value(),
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "workers.cli", "api", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: _answers(f"{url}/healthz"), timeout_s=30)
-        yield url
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(15)
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
+    api = ApiProcess(
+        free_port(),
+        clean_env(
+            REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
+            DATABASE_URL=settings.database_url,
+            AIJOBS_API_KEYS=settings.api_keys.get_secret_value(),
+        ),
+    )
+    api.start()
+    yield api.url
+    api.stop()
 
 
 @pytest.mark.usefixtures("worker")
@@ -124,8 +109,7 @@ def test_a_job_accepted_while_the_broker_is_down_still_runs(
 @pytest.fixture
 def flower(redis_url: str, worker: Any) -> Iterator[str]:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIJOBS_")}
-    env |= {"REDIS_URL": redis_url, "AIJOBS_FLOWER_BASIC_AUTH": "ops:s3cret-pass"}
+    env = clean_env(REDIS_URL=redis_url, AIJOBS_FLOWER_BASIC_AUTH="ops:s3cret-pass")
     proc = subprocess.Popen(
         [sys.executable, "-m", "workers.cli", "flower", "--port", str(port),
          "--address", "127.0.0.1"],

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
+
+from workers.periodic import Periodic
 
 
 class Heartbeat:
@@ -12,24 +13,18 @@ class Heartbeat:
 
     def __init__(self, path: str, interval_s: float = 5.0) -> None:
         self.path = Path(path)
-        self.interval_s = interval_s
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="aijobs-heartbeat", daemon=True)
+        self._loop = Periodic("aijobs-heartbeat", interval_s, self.path.touch, expected=(OSError,))
 
     def start(self) -> None:
         """Start beating."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.touch()
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
         """Stop beating and remove the file (a stopped worker is not alive)."""
-        self._stopping.set()
+        self._loop.stop()
         self.path.unlink(missing_ok=True)
-
-    def _run(self) -> None:
-        while not self._stopping.wait(self.interval_s):
-            self.path.touch()
 
 
 def is_alive(path: str, *, max_age_s: float) -> bool:

@@ -13,6 +13,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from workers.events import keys
+from workers.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,9 @@ class LeaseKeeper:
         self._release = redis.register_script(_RELEASE)
         self._held: dict[str, str] = {}
         self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = Periodic(
+            "aijobs-lease-keeper", ttl_s / 3, self.renew_all, expected=(RedisError,)
+        )
 
     def acquire(self, job_id: str, attempt: int) -> bool:
         """Take the job's lease for ``attempt``; False while another attempt holds it."""
@@ -76,22 +78,8 @@ class LeaseKeeper:
 
     def start(self) -> None:
         """Renew leases every third of their TTL in a background thread."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="aijobs-lease-keeper")
-            self._thread.daemon = True
-            self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
         """Stop renewing (held leases then lapse on their own)."""
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def _run(self) -> None:
-        interval_s = self._ttl_ms / 3000
-        while not self._stopping.wait(interval_s):
-            try:
-                self.renew_all()
-            except RedisError as exc:
-                log.warning("lease renewal failed: %s", exc)
+        self._loop.stop()

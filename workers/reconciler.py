@@ -11,7 +11,6 @@ Runs in every worker process; a short Redis lock lets one of them act per tick.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from workers import metrics
 from workers.events import keys
+from workers.periodic import Periodic
 from workers.purge import purge
 from workers.schemas import JobStatus
 from workers.store import JobRepository
@@ -67,8 +67,12 @@ class Reconciler:
         self._queued_stale_s = queued_stale_s
         self._retention_s = retention_s
         self._purge_interval_s = purge_interval_s
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = Periodic(
+            "aijobs-reconciler",
+            interval_s,
+            self._round,
+            expected=(RedisError, SQLAlchemyError, OSError),
+        )
 
     def park(self, job_id: str, kind: str, due: float) -> None:
         """Hold a job out of the queue until ``due`` (epoch seconds)."""
@@ -142,25 +146,13 @@ class Reconciler:
         return bool(self._redis.set(keys.rescue_key(job_id), "1", nx=True, px=ttl_ms))
 
     def start(self) -> None:
-        """Run ``tick`` every ``interval_s`` in a background thread."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="aijobs-reconciler")
-            self._thread.daemon = True
-            self._thread.start()
+        """Run ``tick`` (and the retention purge) every ``interval_s`` in a background thread."""
+        self._loop.start()
 
     def stop(self) -> None:
         """Stop ticking."""
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._loop.stop()
 
-    def _run(self) -> None:
-        while not self._stopping.wait(self._interval_s):
-            try:
-                self.tick()
-                self.purge_due()
-            except (RedisError, SQLAlchemyError, OSError) as exc:
-                log.warning("reconciler pass failed: %s", exc)
-            except Exception:  # pragma: no cover - a bug must not kill the thread
-                log.exception("reconciler pass crashed")
+    def _round(self) -> None:
+        self.tick()
+        self.purge_due()

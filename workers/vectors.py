@@ -21,15 +21,24 @@ def split_vectors(blob: bytes, dimensions: int) -> list[bytes]:
     return [blob[i : i + width] for i in range(0, len(blob), width)]
 
 
-def as_floats(vector: bytes) -> list[float]:
-    """A float32 vector as a list of floats (each the exact value of its float32)."""
-    values = array("f")
-    values.frombytes(vector)
-    if sys.byteorder != "little":  # pragma: no cover
-        values.byteswap()
-    return values.tolist()
-
-
 def as_base64(vector: bytes) -> str:
     """A float32 vector as base64, the way OpenAI's ``encoding_format=base64`` sends it."""
     return base64.b64encode(vector).decode()
+
+
+def json_vectors(blob: bytes, dimensions: int, *, base64_format: bool) -> str:
+    """A batch of float32 vectors as the comma-separated members of a JSON array.
+
+    Floats are written with float32's 8 significant digits ("%.8g"): half the bytes of
+    a double's shortest repr, and twice as fast to produce, for the same float32 values.
+    """
+    if base64_format:
+        return ",".join(f'"{as_base64(v)}"' for v in split_vectors(blob, dimensions))
+    values = array("f")
+    values.frombytes(blob)
+    if sys.byteorder != "little":  # pragma: no cover
+        values.byteswap()
+    text = ["%.8g" % v for v in values]  # noqa: UP031 - the fastest float formatting here
+    return ",".join(
+        "[" + ",".join(text[i : i + dimensions]) + "]" for i in range(0, len(text), dimensions)
+    )

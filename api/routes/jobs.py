@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Header, HTTPException, Query, Response, status
+from fastapi.responses import StreamingResponse
 from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
@@ -32,7 +34,7 @@ from workers.schemas import (
 )
 from workers.store.jobs import CursorError, IdempotencyConflict
 from workers.store.models import Job
-from workers.vectors import as_base64, as_floats, split_vectors
+from workers.vectors import json_vectors
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 log = logging.getLogger(__name__)
@@ -173,17 +175,23 @@ def get_job(
     public = to_public(job)
     if not (vectors and job.kind == JobKind.EMBED and job.status == JobStatus.SUCCEEDED):
         return public
-    dimensions, blobs = state.repo.load_vectors(job.id)
-    encode = as_base64 if vector_format == "base64" else as_floats
+    # Streamed batch by batch from the store, each batch encoded in a worker thread: an
+    # answer of hundreds of MB neither sits in memory whole nor holds the event loop
+    # (every other request and event stream of this process) for its whole encoding.
     body = public.model_dump(mode="json")
-    body["result"] = {
-        **(public.result or {}),
-        "dimensions": dimensions,
-        "embeddings": [encode(v) for blob in blobs for v in split_vectors(blob, dimensions)],
-    }
-    # Serialised here, in the worker thread: a large answer must not stall the event
-    # loop that every other request and event stream of this process shares.
-    return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")
+    body["result"] = {**(public.result or {}), "embeddings": "@"}
+    head, _, tail = json.dumps(body, separators=(",", ":")).partition('"@"')
+    base64_format = vector_format == "base64"
+
+    def chunks() -> Iterator[str]:
+        yield head + "["
+        for index, (dimensions, blob) in enumerate(state.repo.iter_vector_batches(job.id)):
+            yield ("," if index else "") + json_vectors(
+                blob, dimensions, base64_format=base64_format
+            )
+        yield "]" + tail
+
+    return StreamingResponse(chunks(), media_type="application/json")
 
 
 @router.post(

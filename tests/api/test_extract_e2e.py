@@ -10,7 +10,7 @@ import httpx
 import pytest
 import redis
 
-from tests.support import SseEvent, read_events
+from tests.support import SseEvent, read_events, text_after_last_reset
 from workers.structured import validation_error
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -55,13 +55,7 @@ def extract(client: httpx.Client, model: str, schema: dict[str, Any] = INVOICE) 
 
 
 def json_after_last_reset(events: list[SseEvent]) -> Any:
-    text: list[str] = []
-    for event in events:
-        if event.event == "reset":
-            text = []
-        elif event.event == "delta":
-            text.append(event.data["text"])
-    return json.loads("".join(text))
+    return json.loads(text_after_last_reset(events))
 
 
 def test_extraction_streams_json_that_matches_the_schema(

@@ -4,10 +4,6 @@ and an API restart."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,22 +11,12 @@ import httpx
 import pytest
 
 from tests.conftest import KEY_A
-from tests.support import wait_for
+from tests.support import ApiProcess, clean_env, text_after_last_reset
 from workers.client import AijobsError, AsyncClient, Client
 from workers.redis_server import free_port
 from workers.settings import Settings
 
 pytestmark = pytest.mark.usefixtures("worker")
-
-
-def text_of(events: list[Any]) -> str:
-    text: list[str] = []
-    for event in events:
-        if event.event == "reset":
-            text = []
-        elif event.event == "delta":
-            text.append(event.data["text"])
-    return "".join(text)
 
 
 def test_sync_client_submits_follows_and_waits(api_url: str) -> None:
@@ -41,7 +27,7 @@ def test_sync_client_submits_follows_and_waits(api_url: str) -> None:
         assert "".join(client.text(job["id"])) == "one two three four"
         finished = client.wait(job["id"])
         assert finished["status"] == "succeeded"
-        assert finished["result"]["text"] == text_of(events)
+        assert finished["result"]["text"] == text_after_last_reset(events)
         assert list(client.events(job["id"], after=events[-2].id)) == events[-1:]
         with pytest.raises(AijobsError) as missing:
             client.get("0" * 32)
@@ -58,48 +44,30 @@ def test_async_client_follows_to_the_end(api_url: str) -> None:
 
     events, job = asyncio.run(run())
     assert [e.id for e in events] == list(range(1, len(events) + 1))
-    assert job["result"]["text"] == text_of(events)
+    assert job["result"]["text"] == text_after_last_reset(events)
 
 
 @pytest.fixture
-def api_process(settings: Settings) -> Iterator[tuple[str, Any, list[Any]]]:
-    """The API as its own process, which the test can stop and start again."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIJOBS_")}
-    env |= {
-        "REDIS_URL": settings.require_redis_url(),
-        "DATABASE_URL": settings.database_url,
-        "AIJOBS_API_KEYS": settings.api_keys.get_secret_value(),
-        "AIJOBS_SSE_KEEPALIVE_S": "1",
-    }
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def start() -> None:
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "workers.cli", "api", "--port", str(port)], env=env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        ))  # fmt: skip
-        wait_for(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), timeout_s=30)
-
-    start()
-    yield f"http://127.0.0.1:{port}", start, procs
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(15)
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
+def api_process(settings: Settings) -> Iterator[ApiProcess]:
+    """The API as its own process, which the test can kill and start again."""
+    api = ApiProcess(
+        free_port(),
+        clean_env(
+            REDIS_URL=settings.require_redis_url(),
+            DATABASE_URL=settings.database_url,
+            AIJOBS_API_KEYS=settings.api_keys.get_secret_value(),
+            AIJOBS_SSE_KEEPALIVE_S="1",
+        ),
+    )
+    api.start()
+    yield api
+    api.stop()
 
 
 def test_iterator_survives_the_api_restarting_mid_stream(
-    api_process: tuple[str, Any, list[Any]], simulator: Any
+    api_process: ApiProcess, simulator: Any
 ) -> None:
-    url, start_again, procs = api_process
+    url = api_process.url
     httpx.put(
         f"{simulator.base_url}/_sim/config", json={"tokens_per_second": 40}
     ).raise_for_status()
@@ -110,12 +78,11 @@ def test_iterator_survives_the_api_restarting_mid_stream(
         for event in client.events(job["id"]):
             events.append(event)
             if len(events) == 5 and not restarted:
-                procs[-1].kill()  # the API dies mid-stream...
-                procs[-1].wait()
-                start_again()  # ...and comes back
+                api_process.kill()  # the API dies mid-stream...
+                api_process.start()  # ...and comes back
                 restarted = True
         finished = client.get(job["id"])
     assert restarted
     assert [e.id for e in events] == list(range(1, len(events) + 1))
     assert finished["status"] == "succeeded"
-    assert text_of(events) == finished["result"]["text"]
+    assert text_after_last_reset(events) == finished["result"]["text"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import secrets
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -384,17 +385,21 @@ class JobRepository:
         with self.db.session() as session:
             return {batch: dims for batch, dims in session.execute(query)}
 
-    def load_vectors(self, job_id: str) -> tuple[int, list[bytes]]:
-        """The job's dimensions and its batches' float32 blobs, in input order."""
-        query = (
-            select(EmbeddingBatch.dimensions, EmbeddingBatch.vectors)
-            .where(EmbeddingBatch.job_id == job_id)
-            .order_by(EmbeddingBatch.batch)
-        )
+    def iter_vector_batches(self, job_id: str) -> Iterator[tuple[int, bytes]]:
+        """The job's batches, in input order, one query each: (dimensions, float32 blob)."""
         with self.db.session() as session:
-            rows = list(session.execute(query))
-        dimensions = rows[0][0] if rows else 0
-        return dimensions, [bytes(r[1]) for r in rows]
+            numbers = list(
+                session.scalars(
+                    select(EmbeddingBatch.batch)
+                    .where(EmbeddingBatch.job_id == job_id)
+                    .order_by(EmbeddingBatch.batch)
+                )
+            )
+        for number in numbers:
+            with self.db.session() as session:
+                row = session.get(EmbeddingBatch, (job_id, number))
+                if row is not None:
+                    yield row.dimensions, bytes(row.vectors)
 
     def drop_batches(self, job_id: str) -> None:
         """Delete a job's stored vectors."""
