@@ -189,3 +189,13 @@ def test_compose_file_keeps_its_promises() -> None:
     assert "AIJOBS_FLOWER_BASIC_AUTH" in str(services["flower"]["environment"])
     assert services["api"]["build"]["dockerfile"] == "ops/Dockerfile"
     assert (ROOT / "ops" / "Dockerfile").exists()
+
+
+def test_flower_refuses_to_run_without_credentials(redis_url: str) -> None:
+    refused = subprocess.run(
+        [sys.executable, "-m", "workers.cli", "flower", "--port", str(free_port())],
+        env=clean_env(REDIS_URL=redis_url), capture_output=True, text=True, timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert refused.returncode == 2
+    assert "AIJOBS_FLOWER_BASIC_AUTH" in refused.stderr and "refusing" in refused.stderr

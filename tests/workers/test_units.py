@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
+import redis
 from pydantic import ValidationError
 from sqlalchemy import inspect
 
@@ -12,6 +14,7 @@ from workers.backoff import compute_backoff_s
 from workers.events.follow import StoredOutcome
 from workers.events.protocol import Event, live_message, parse_live_message
 from workers.providers.errors import parse_duration_s, retry_after_s
+from workers.redis_server import bundled_redis_server, start_redis
 from workers.settings import Settings, SettingsError
 from workers.store.db import make_engine
 from workers.store.models import Base
@@ -97,3 +100,15 @@ def test_migrations_match_the_models(database_url: str) -> None:
         assert diff == []
     finally:
         engine.dispose()
+
+
+def test_the_bundled_redis_server_runs_where_no_redis_is_installed(tmp_path: Path) -> None:
+    # What `aijobs dev` and the tests fall back to on a machine with only Python.
+    server = start_redis(tmp_path, binary=bundled_redis_server())
+    try:
+        client = redis.Redis.from_url(server.url)
+        assert client.ping()
+        assert client.info("server")["redis_version"].startswith("6.")
+        client.close()
+    finally:
+        server.stop()
