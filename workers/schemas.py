@@ -93,9 +93,6 @@ class EmbedInput(_Strict):
 JobInput = Annotated[GenerateInput | ExtractInput | EmbedInput, Field(discriminator="kind")]
 JOB_INPUT_ADAPTER: TypeAdapter[GenerateInput | ExtractInput | EmbedInput] = TypeAdapter(JobInput)
 
-#: The kinds whose workers exist today; the API refuses the others with a clear message.
-SUPPORTED_KINDS = frozenset({JobKind.GENERATE, JobKind.EXTRACT, JobKind.EMBED})
-
 
 class JobError(BaseModel):
     """Why a job failed."""

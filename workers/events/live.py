@@ -76,11 +76,6 @@ class LiveHub:
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    @property
-    def channels(self) -> int:
-        """How many channels are subscribed now."""
-        return len(self._subs)
-
     async def start(self) -> None:
         """Start the reader task."""
         self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)

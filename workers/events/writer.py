@@ -119,11 +119,6 @@ class EventWriter:
         """What the writes so far learned: fenced, cancel requested."""
         return self._states.get((job_id, attempt)) or AttemptState()
 
-    def check(self, job_id: str, attempt: int) -> None:
-        """Raise ``Fenced`` if a newer attempt owns the job."""
-        if self.state(job_id, attempt).fenced:
-            raise Fenced(f"job {job_id} attempt {attempt} was superseded")
-
     def forget(self, job_id: str, attempt: int) -> AttemptState:
         """Drop the bookkeeping of a finished attempt."""
         with self._pending_lock:

@@ -400,8 +400,3 @@ class JobRepository:
                 row = session.get(EmbeddingBatch, (job_id, number))
                 if row is not None:
                     yield row.dimensions, bytes(row.vectors)
-
-    def drop_batches(self, job_id: str) -> None:
-        """Delete a job's stored vectors."""
-        with self.db.session() as session:
-            session.execute(delete(EmbeddingBatch).where(EmbeddingBatch.job_id == job_id))
