@@ -17,6 +17,7 @@ from workers.ratelimit import RateLimiter
 from workers.settings import RateLimit, Settings
 from workers.store import Database, JobRepository
 from workers.store.keys import KeyRepository
+from workers.store.migrate import require_current
 
 
 @dataclass
@@ -46,6 +47,7 @@ class ApiState:
         await hub.start()
         _watch_queues(url)
         db = Database(settings.database_url)
+        require_current(db.engine, settings.database_url)
         blocking = sync_redis.Redis(
             connection_pool=sync_redis.BlockingConnectionPool.from_url(
                 url, max_connections=40, timeout=10, client_name="aijobs-api"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 
 from celery import Celery
@@ -10,7 +11,10 @@ from celery.signals import worker_init, worker_shutdown, worker_shutting_down
 from workers.metrics import serve_metrics
 from workers.runtime import WorkerRuntime
 from workers.schemas import JobKind
-from workers.settings import Settings
+from workers.settings import Settings, SettingsError
+from workers.store.migrate import SchemaOutOfDate
+
+log = logging.getLogger(__name__)
 
 #: Task name per job kind; the API enqueues by name and never imports task code.
 TASK_NAMES: dict[str, str] = {kind.value: f"aijobs.{kind.value}" for kind in JobKind}
@@ -117,7 +121,13 @@ def _build_at_start(sender: object = None, **_: object) -> None:
     if settings.worker_metrics_port:
         serve_metrics(settings.worker_metrics_port)
     if "prefork" not in pool:
-        runtime_for(app)
+        try:
+            runtime_for(app)
+        except (SettingsError, SchemaOutOfDate) as exc:
+            # Celery logs and ignores a failing signal receiver; a worker that cannot
+            # run jobs must not sit there consuming messages.
+            log.critical("aijobs worker cannot start: %s", exc)
+            raise SystemExit(2) from exc
 
 
 @worker_shutting_down.connect

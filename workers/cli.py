@@ -13,6 +13,7 @@ from workers.cli_client import add_commands
 from workers.logs import configure_logging
 from workers.schemas import JobKind
 from workers.settings import Settings, SettingsError
+from workers.store.migrate import SchemaOutOfDate
 
 
 def _settings() -> Settings:
@@ -264,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (SettingsError, ValidationError) as exc:
+    except (SettingsError, ValidationError, SchemaOutOfDate) as exc:
         print(f"aijobs: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

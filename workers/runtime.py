@@ -16,6 +16,7 @@ from workers.ratelimit import RateLimiter
 from workers.reconciler import Reconciler, Send
 from workers.settings import Settings, SettingsError
 from workers.store import Database, JobRepository
+from workers.store.migrate import require_current
 
 
 def redis_client(url: str, *, max_connections: int = 50) -> Redis:
@@ -70,6 +71,7 @@ class WorkerRuntime:
         slots = concurrency or settings.worker_concurrency
         redis = redis_client(settings.require_redis_url(), max_connections=slots + 20)
         repo = JobRepository(Database(settings.database_url, pool_size=min(slots, 20)))
+        require_current(repo.db.engine, settings.database_url)
         writer = EventWriter(
             redis,
             retention_s=settings.stream_retention_s,

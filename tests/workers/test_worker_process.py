@@ -196,3 +196,21 @@ def test_worker_serves_metrics_and_a_heartbeat(fleet: Fleet, tmp_path: Path) -> 
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0
     assert alive() == 1
+
+
+def test_worker_and_api_refuse_a_store_that_is_not_migrated(
+    tmp_path: Path, redis_server: Any, simulator: RunningSimulator
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIJOBS_")}
+    env |= {
+        "REDIS_URL": redis_server.url.rsplit("/", 1)[0] + "/3",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}",
+        "OPENAI_BASE_URL": simulator.api_base,
+    }
+    for command in (["worker", "--concurrency", "1"], ["api", "--port", str(free_port())]):
+        done = subprocess.run(
+            [sys.executable, "-m", "workers.cli", *command],
+            env=env, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert done.returncode != 0, command
+        assert "run `aijobs migrate`" in done.stdout + done.stderr, command
