@@ -21,6 +21,7 @@ from workers import metrics
 from workers.events.follow import StoredOutcome, follow_job
 from workers.events.protocol import Event
 from workers.schemas import EventToken, JobStatus
+from workers.store.models import Job
 
 router = APIRouter(prefix="/v1/jobs", tags=["events"])
 log = logging.getLogger(__name__)
@@ -42,16 +43,24 @@ def parse_cursor(after: int | None, last_event_id: str | None) -> int:
     return after or 0
 
 
+def _outcome(row: Job | None) -> StoredOutcome | None:
+    if row is None or not JobStatus(row.status).terminal:
+        return None
+    return StoredOutcome(row.status, row.result, row.error, row.last_event_id)
+
+
 async def job_events(
-    state: ApiState, job_id: str, after: int, transport: str
+    state: ApiState, job: Job, after: int, transport: str
 ) -> AsyncIterator[list[Event] | None]:
     """The job's events after ``after`` (``None`` on quiet spells), until ``done``."""
+    job_id = job.id
+    # The row the route just read answers the first question; later ones ask the store.
+    fresh: list[Job] = [job]
 
     async def load_outcome() -> StoredOutcome | None:
-        row = await run_in_threadpool(state.repo.get, job_id)
-        if row is None or not JobStatus(row.status).terminal:
-            return None
-        return StoredOutcome(row.status, row.result, row.error, row.last_event_id)
+        if fresh:
+            return _outcome(fresh.pop())
+        return _outcome(await run_in_threadpool(state.repo.get, job_id))
 
     readers = metrics.STREAM_READERS.labels(transport)
     readers.inc()
@@ -106,7 +115,7 @@ async def job_event_stream(
             headers={"Retry-After": "5"},
         )
     return EventStreamResponse(
-        job_events(state, job_id, cursor, "sse"),
+        job_events(state, job, cursor, "sse"),
         retry_ms=_RETRY_MS,
         send_timeout_s=state.settings.reader_send_timeout_s,
         headers=_HEADERS,
@@ -158,14 +167,14 @@ async def job_event_socket(
         )
         return
     try:
-        await _serve_socket(websocket, state, job_id, after or 0)
+        await _serve_socket(websocket, state, job, after or 0)
     finally:
         state.readers.release(tenant)
 
 
-async def _serve_socket(websocket: WebSocket, state: ApiState, job_id: str, after: int) -> None:
+async def _serve_socket(websocket: WebSocket, state: ApiState, job: Job, after: int) -> None:
     await websocket.accept()
-    events = job_events(state, job_id, after, "websocket")
+    events = job_events(state, job, after, "websocket")
     timeout_s = state.settings.reader_send_timeout_s
     try:
         async with anyio.create_task_group() as group:
