@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -59,6 +60,30 @@ async def read_json_object(request: Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise Rejected(invalid_request("The request body must be a JSON object."))
     return body
+
+
+#: An endpoint's handler: the request, the simulator state and the JSON body.
+Handler = Callable[[Request, SimulatorState, dict[str, Any]], Awaitable[Response]]
+
+
+async def serve(request: Request, endpoint: Endpoint, handler: Handler) -> Response:
+    """Read the JSON body, count the request (with its model), and run ``handler``;
+    a ``Rejected`` anywhere becomes its OpenAI-shaped error answer."""
+    state = state_of(request)
+    started = time.time()
+    try:
+        body = await read_json_object(request)
+    except Rejected as rejected:
+        state.stats.record_request(endpoint, None, started, auth_kind(request))
+        return rejected.response
+    model = body.get("model")
+    state.stats.record_request(
+        endpoint, model if isinstance(model, str) else None, started, auth_kind(request)
+    )
+    try:
+        return await handler(request, state, body)
+    except Rejected as rejected:
+        return rejected.response
 
 
 def missing_param(param: str) -> Rejected:

@@ -15,12 +15,10 @@ from workers.simulator import text as txt
 from workers.simulator.admission import (
     Rejected,
     admit,
-    auth_kind,
     missing_param,
     pause,
-    read_json_object,
     response_headers,
-    state_of,
+    serve,
 )
 from workers.simulator.errors import invalid_request
 from workers.simulator.faults import FaultSpec, JsonMode
@@ -160,21 +158,7 @@ def _broken_json(content: str) -> str:
 
 async def chat_completions(request: Request) -> Response:
     """``POST /v1/chat/completions`` (streamed or not)."""
-    state = state_of(request)
-    started = time.time()
-    try:
-        body = await read_json_object(request)
-    except Rejected as rejected:
-        state.stats.record_request("chat", None, started, auth_kind(request))
-        return rejected.response
-    model = body.get("model")
-    state.stats.record_request(
-        "chat", model if isinstance(model, str) else None, started, auth_kind(request)
-    )
-    try:
-        return await _chat(request, state, body)
-    except Rejected as rejected:
-        return rejected.response
+    return await serve(request, "chat", _chat)
 
 
 async def _chat(request: Request, state: SimulatorState, body: dict[str, Any]) -> Response:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import time
 from typing import Any
 
 from starlette.requests import Request
@@ -15,12 +14,10 @@ from workers.simulator import text as txt
 from workers.simulator.admission import (
     Rejected,
     admit,
-    auth_kind,
     missing_param,
     pause,
-    read_json_object,
     response_headers,
-    state_of,
+    serve,
 )
 from workers.simulator.errors import invalid_request
 from workers.simulator.state import SimulatorState
@@ -75,21 +72,7 @@ def _embeddings_payload(
 
 async def create_embeddings(request: Request) -> Response:
     """``POST /v1/embeddings``."""
-    state = state_of(request)
-    started = time.time()
-    try:
-        body = await read_json_object(request)
-    except Rejected as rejected:
-        state.stats.record_request("embeddings", None, started, auth_kind(request))
-        return rejected.response
-    model = body.get("model")
-    state.stats.record_request(
-        "embeddings", model if isinstance(model, str) else None, started, auth_kind(request)
-    )
-    try:
-        return await _embeddings(request, state, body)
-    except Rejected as rejected:
-        return rejected.response
+    return await serve(request, "embeddings", _embeddings)
 
 
 async def _embeddings(request: Request, state: SimulatorState, body: dict[str, Any]) -> Response:
