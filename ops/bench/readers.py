@@ -53,6 +53,10 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
+sys.path.insert(0, str(HERE))
+
+from streaming import BenchError  # noqa: E402  (ops/bench is not a package)
+from streaming import Child as ProcessChild  # noqa: E402
 
 TENANT = "bench"
 API_KEY = "bench-key"
@@ -62,10 +66,6 @@ XREAD_CLIENT_NAME = "bench-xread"
 CONTROL_CLIENT_NAME = "bench-control"
 CONNECT_PARALLEL = 100
 MAX_ERRORS_PER_READER = 3
-
-
-class BenchError(RuntimeError):
-    """The benchmark could not run to the end (a process died, a phase timed out)."""
 
 
 def raise_nofile(want: int = 65536) -> int:
@@ -527,27 +527,10 @@ def child_env(extra: dict[str, str]) -> dict[str, str]:
 
 
 @dataclass
-class Child:
-    """A process we started: its Popen, its log file, and the lines it printed."""
+class Child(ProcessChild):
+    """A process we started, plus the lines it printed and its stdin."""
 
-    name: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
     lines: queue.Queue[str] = field(default_factory=queue.Queue)
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
 
     def pump(self) -> None:
         """Read the child's stdout lines into ``lines`` (a daemon thread)."""
@@ -587,17 +570,11 @@ class Child:
         self.process.stdin.flush()
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """SIGTERM, then SIGKILL, by PID."""
+        """Close its stdin, then SIGTERM and SIGKILL (see ``streaming.Child``)."""
         if self.process.stdin is not None:
             with contextlib.suppress(OSError):
                 self.process.stdin.close()
-        if self.alive():
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        super().stop(timeout_s)
         if self.process.stdout is not None:
             with contextlib.suppress(OSError):
                 self.process.stdout.close()
