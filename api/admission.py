@@ -11,9 +11,9 @@ from typing import Any
 from fastapi import HTTPException, status
 from redis.exceptions import RedisError
 
-from api.state import ApiState
-from workers.schemas import EmbedInput, ExtractInput, GenerateInput
-from workers.structured import SchemaRejected, prepare_schema
+from aijobs.api.state import ApiState
+from aijobs.kinds.schema import SchemaRejected, prepare_schema
+from aijobs.schemas import EmbedInput, ExtractInput, GenerateInput
 
 JobBody = GenerateInput | ExtractInput | EmbedInput
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from api.state import ApiState
+from aijobs.api.state import ApiState
 
 _bearer = HTTPBearer(auto_error=False, description="An aijobs API key")
 

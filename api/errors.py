@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
-from workers.schemas import JobKind
+from aijobs.schemas import JobKind
 
 _KINDS = ", ".join(k.value for k in JobKind)
 log = logging.getLogger(__name__)

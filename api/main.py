@@ -8,11 +8,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from api.errors import install_error_handlers
-from api.limits import BodySizeLimit
-from api.routes import events, health, jobs, metrics
-from api.state import ApiState
-from workers.settings import Settings
+from aijobs.api.errors import install_error_handlers
+from aijobs.api.limits import BodySizeLimit
+from aijobs.api.routes import events, health, jobs, metrics
+from aijobs.api.state import ApiState
+from aijobs.settings import Settings
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -15,7 +15,7 @@ import anyio
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from workers.events.protocol import Event
+from aijobs.events.protocol import Event
 
 log = logging.getLogger(__name__)
 

@@ -8,16 +8,16 @@ import redis as sync_redis
 from celery import Celery
 from redis.asyncio import BlockingConnectionPool, Redis
 
-from api.readers import ReaderSlots
-from api.tokens import TokenSigner
-from workers import metrics
-from workers.celery_app import QUEUES, create_celery_app
-from workers.events.live import LiveHub
-from workers.ratelimit import RateLimiter
-from workers.settings import RateLimit, Settings
-from workers.store import Database, JobRepository
-from workers.store.keys import KeyRepository
-from workers.store.migrate import require_current
+from aijobs import metrics
+from aijobs.api.readers import ReaderSlots
+from aijobs.api.tokens import TokenSigner
+from aijobs.events.live import LiveHub
+from aijobs.ratelimit import RateLimiter
+from aijobs.settings import RateLimit, Settings
+from aijobs.store import Database, JobRepository
+from aijobs.store.api_keys import KeyRepository
+from aijobs.store.migrate import require_current
+from aijobs.worker.celery_app import QUEUES, create_celery_app
 
 
 @dataclass

@@ -19,14 +19,14 @@ from celery import Celery
 from celery.contrib.testing.worker import start_worker
 from sqlalchemy import text
 
-from api.main import create_app
-from workers.celery_app import QUEUES, close_runtime, create_celery_app
-from workers.redis_server import RedisServer, start_redis
-from workers.settings import RateLimit, Settings
-from workers.simulator import RunningSimulator, SimulatorConfig, running_simulator
-from workers.store import Database, JobRepository
-from workers.store.db import make_engine
-from workers.store.migrate import upgrade
+from aijobs.api.main import create_app
+from aijobs.devtools.redis_server import RedisServer, start_redis
+from aijobs.devtools.simulator import RunningSimulator, SimulatorConfig, running_simulator
+from aijobs.settings import RateLimit, Settings
+from aijobs.store import Database, JobRepository
+from aijobs.store.db import make_engine
+from aijobs.store.migrate import upgrade
+from aijobs.worker.celery_app import QUEUES, close_runtime, create_celery_app
 
 TENANT_A, KEY_A = "tenant-a", "key-a-0123456789"
 TENANT_B, KEY_B = "tenant-b", "key-b-0123456789"

@@ -117,7 +117,7 @@ class ApiProcess:
         """Start it and wait until it answers."""
         self.procs.append(
             subprocess.Popen(
-                [sys.executable, "-m", "workers.cli", "api", "--port", str(self.port)],
+                [sys.executable, "-m", "aijobs.cli", "api", "--port", str(self.port)],
                 env=self.env,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,

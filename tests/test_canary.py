@@ -17,11 +17,11 @@ import httpx
 import redis
 from sqlalchemy import text
 
+from aijobs.devtools.redis_server import RedisServer, free_port
+from aijobs.devtools.simulator import RunningSimulator
+from aijobs.store.db import make_engine
+from aijobs.store.migrate import upgrade
 from tests.support import read_events, wait_for
-from workers.redis_server import RedisServer, free_port
-from workers.simulator import RunningSimulator
-from workers.store.db import make_engine
-from workers.store.migrate import upgrade
 
 
 def redis_dump(client: redis.Redis) -> str:
@@ -87,7 +87,7 @@ def test_canary_key_and_prompt_leak_nowhere(
     def start(name: str, *args: str) -> None:
         with open(logs[name], "wb") as log:
             procs.append(subprocess.Popen(
-                [sys.executable, "-m", "workers.cli", *args], env=env, stdout=log,
+                [sys.executable, "-m", "aijobs.cli", *args], env=env, stdout=log,
                 stderr=subprocess.STDOUT, start_new_session=True,
             ))  # fmt: skip
 

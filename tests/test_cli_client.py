@@ -22,7 +22,7 @@ def aijobs(api_url: str, *args: str, key: str = KEY_A) -> subprocess.CompletedPr
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIJOBS_")}
     env |= {"AIJOBS_URL": api_url, "AIJOBS_API_KEY": key}
     return subprocess.run(
-        [sys.executable, "-m", "workers.cli", *args],
+        [sys.executable, "-m", "aijobs.cli", *args],
         env=env, capture_output=True, text=True, timeout=90, check=False,
     )  # fmt: skip
 

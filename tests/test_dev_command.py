@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import psutil
 
+from aijobs.devtools.redis_server import free_port
 from tests.support import read_events
-from workers.redis_server import free_port
 
 
 def _bare_env() -> dict[str, str]:
@@ -25,7 +25,7 @@ def _bare_env() -> dict[str, str]:
 def test_dev_runs_the_whole_system_and_ctrl_c_stops_it(tmp_path: Path) -> None:
     api_port, flower_port = free_port(), free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "workers.cli", "dev", "--port", str(api_port),
+        [sys.executable, "-m", "aijobs.cli", "dev", "--port", str(api_port),
          "--flower-port", str(flower_port)],
         cwd=tmp_path, env=_bare_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip

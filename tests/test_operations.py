@@ -15,10 +15,10 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from aijobs.devtools.redis_server import free_port
+from aijobs.settings import Settings
 from tests.conftest import KEY_A, LIMITED_MODEL
 from tests.support import ApiProcess, clean_env, read_events, wait_for
-from workers.redis_server import free_port
-from workers.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -111,7 +111,7 @@ def flower(redis_url: str, worker: Any) -> Iterator[str]:
     port = free_port()
     env = clean_env(REDIS_URL=redis_url, AIJOBS_FLOWER_BASIC_AUTH="ops:s3cret-pass")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "workers.cli", "flower", "--port", str(port),
+        [sys.executable, "-m", "aijobs.cli", "flower", "--port", str(port),
          "--address", "127.0.0.1"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
@@ -193,7 +193,7 @@ def test_compose_file_keeps_its_promises() -> None:
 
 def test_flower_refuses_to_run_without_credentials(redis_url: str) -> None:
     refused = subprocess.run(
-        [sys.executable, "-m", "workers.cli", "flower", "--port", str(free_port())],
+        [sys.executable, "-m", "aijobs.cli", "flower", "--port", str(free_port())],
         env=clean_env(REDIS_URL=redis_url), capture_output=True, text=True, timeout=60,
         check=False,
     )  # fmt: skip

@@ -1,22 +1,24 @@
-"""aijobs workers: the job store, the event protocol, the Celery app and the job kinds.
+"""aijobs: background AI jobs (generate, extract, embed) on Celery and Redis.
 
-``celery -A workers worker`` finds the Celery app here; it is built on first
-access from the environment's settings, so importing ``workers`` reads nothing.
+The folder ``workers/`` of the repository is installed as this package and ``api/`` as
+``aijobs.api`` (see ``pyproject.toml``). The Python client is ``from aijobs import Client,
+AsyncClient``; importing ``aijobs`` loads nothing else until a name is used.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["app"]
+__version__ = "0.2.0"
+__all__ = ["AsyncClient", "Client", "__version__"]
+
+if TYPE_CHECKING:
+    from aijobs.client import AsyncClient, Client
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("app", "celery"):
-        from workers.celery_app import create_celery_app
-        from workers.settings import Settings
+    if name in ("Client", "AsyncClient"):
+        from aijobs import client
 
-        app = create_celery_app(Settings())
-        globals()["app"] = globals()["celery"] = app
-        return app
-    raise AttributeError(f"module 'workers' has no attribute {name!r}")
+        return getattr(client, name)
+    raise AttributeError(f"module 'aijobs' has no attribute {name!r}")

@@ -55,7 +55,7 @@ def configure_logging(*, level: str = "INFO", json_lines: bool = False) -> None:
     # The HTTP clients log every request at INFO: noise at our volumes.
     for name in ("httpx", "httpx2", "openai"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    for name in ("workers", "api"):
+    for name in ("aijobs.worker", "aijobs.api"):
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]
         logger.setLevel(level.upper())

@@ -19,8 +19,8 @@ import secrets
 
 from redis import Redis
 
-from workers.events import keys
-from workers.settings import RateLimit
+from aijobs import redis_keys as keys
+from aijobs.settings import RateLimit
 
 _ACQUIRE = """
 local t = redis.call('TIME')

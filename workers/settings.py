@@ -98,7 +98,7 @@ class Settings(BaseSettings):
     #: A reader whose socket takes nothing for this long is dropped (it can resume by id).
     reader_send_timeout_s: float = Field(default=30.0, gt=0.0)
 
-    # Jobs and workers.
+    # Jobs and aijobs.
     max_attempts: int = Field(default=5, ge=1)
     lease_ttl_s: float = Field(default=15.0, ge=0.5)
     reconcile_interval_s: float = Field(default=5.0, ge=0.1)

@@ -14,14 +14,14 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketDisconnect
 
-from api.deps import StateDep, TenantDep, bearer_key, tenant_for_key
-from api.sse import EventStreamResponse
-from api.state import ApiState
-from workers import metrics
-from workers.events.follow import StoredOutcome, follow_job
-from workers.events.protocol import Event
-from workers.schemas import EventToken, JobStatus
-from workers.store.models import Job
+from aijobs import metrics
+from aijobs.api.deps import StateDep, TenantDep, bearer_key, tenant_for_key
+from aijobs.api.sse import EventStreamResponse
+from aijobs.api.state import ApiState
+from aijobs.events.follow import StoredOutcome, follow_job
+from aijobs.events.protocol import Event
+from aijobs.schemas import EventToken, JobStatus
+from aijobs.store.models import Job
 
 router = APIRouter(prefix="/v1/jobs", tags=["events"])
 log = logging.getLogger(__name__)

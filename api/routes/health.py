@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import StateDep
+from aijobs.api.deps import StateDep
 
 router = APIRouter(tags=["health"])
 

@@ -13,18 +13,17 @@ from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 
-from api.admission import (
+from aijobs import metrics
+from aijobs.api.admission import (
     check_idempotency_key,
     check_input,
     check_tenant_limits,
     request_hash,
 )
-from api.deps import StateDep, TenantDep
-from workers import metrics
-from workers.celery_app import enqueue
-from workers.events.control import append_events, flag_cancel
-from workers.events.protocol import EventType
-from workers.schemas import (
+from aijobs.api.deps import StateDep, TenantDep
+from aijobs.events.control import append_events, flag_cancel
+from aijobs.events.protocol import EventType
+from aijobs.schemas import (
     CancelAnswer,
     JobInput,
     JobKind,
@@ -32,9 +31,10 @@ from workers.schemas import (
     JobPublic,
     JobStatus,
 )
-from workers.store.jobs import CursorError, IdempotencyConflict
-from workers.store.models import Job
-from workers.vectors import json_vectors
+from aijobs.store.jobs import CursorError, IdempotencyConflict
+from aijobs.store.models import Job
+from aijobs.vectors import json_vectors
+from aijobs.worker.celery_app import enqueue
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 log = logging.getLogger(__name__)

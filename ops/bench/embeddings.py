@@ -12,7 +12,7 @@ after the other, on the same texts:
   ``GET /v1/jobs/{id}/events`` until ``done``, then ``GET /v1/jobs/{id}`` (floats) and, timed
   apart, ``GET /v1/jobs/{id}?format=base64`` (decoded to floats by the client);
 * direct: ``openai.OpenAI(max_retries=0).embeddings.create`` over the same batches
-  (``workers.kinds.embed.plan_batches``, 2048 inputs a request) from ``--concurrency``
+  (``aijobs.kinds.embed.plan_batches``, 2048 inputs a request) from ``--concurrency``
   threads, vectors collected in input order.
 
 The system's time runs from encoding the POST body to the parsed answer of the float GET
@@ -46,11 +46,11 @@ import httpx
 import openai
 import psutil
 
-from workers.celery_app import create_celery_app
-from workers.kinds.embed import plan_batches
-from workers.redis_server import RedisServer, free_port, start_redis
-from workers.settings import Settings
-from workers.store.migrate import upgrade
+from aijobs.devtools.redis_server import RedisServer, free_port, start_redis
+from aijobs.kinds.embed import plan_batches
+from aijobs.settings import Settings
+from aijobs.store.migrate import upgrade
+from aijobs.worker.celery_app import create_celery_app
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

@@ -90,7 +90,7 @@ def percentile(ordered: list[float], q: float) -> float:
 def writer_main(args: argparse.Namespace) -> int:
     import redis
 
-    from workers.events.writer import EventWriter
+    from aijobs.events.writer import EventWriter
 
     jobs: list[str] = json.loads(Path(args.jobs_file).read_text())
     client = redis.Redis.from_url(args.redis_url)
@@ -439,7 +439,7 @@ class XreadReader(asyncio.Protocol):
 async def run_xread_reader(
     track: Track, host: str, port: int, job_id: str, gate: asyncio.Semaphore
 ) -> None:
-    from workers.events import keys
+    from aijobs import redis_keys as keys
 
     loop = asyncio.get_running_loop()
     closed: asyncio.Future[None] = loop.create_future()
@@ -616,7 +616,7 @@ def cpu_s(pid: int, *, system_only: bool = False) -> float:
 
 def aijobs_command() -> list[str]:
     script = Path(sys.executable).with_name("aijobs")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "workers.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "aijobs.cli"]
 
 
 class Sampler(threading.Thread):
@@ -932,9 +932,9 @@ def print_table(args: argparse.Namespace, ours: dict[str, Any], base: dict[str, 
 
 
 def run(args: argparse.Namespace) -> int:
-    from workers.redis_server import free_port, start_redis
-    from workers.store import Database, JobRepository
-    from workers.store.migrate import upgrade
+    from aijobs.devtools.redis_server import free_port, start_redis
+    from aijobs.store import Database, JobRepository
+    from aijobs.store.migrate import upgrade
 
     raise_nofile()
     with contextlib.ExitStack() as stack:

@@ -47,12 +47,12 @@ import redis
 from celery import Celery
 from sqlalchemy import func, select
 
-from workers.celery_app import TASK_NAMES, create_celery_app
-from workers.redis_server import RedisServer, free_port, start_redis
-from workers.schemas import GenerateInput
-from workers.settings import Settings
-from workers.store import Database, Job, JobRepository
-from workers.store.migrate import upgrade
+from aijobs.devtools.redis_server import RedisServer, free_port, start_redis
+from aijobs.schemas import GenerateInput
+from aijobs.settings import Settings
+from aijobs.store import Database, Job, JobRepository
+from aijobs.store.migrate import upgrade
+from aijobs.worker.celery_app import TASK_NAMES, create_celery_app
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -160,7 +160,7 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
 
 def aijobs_command() -> list[str]:
     script = Path(sys.executable).with_name("aijobs")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "workers.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "aijobs.cli"]
 
 
 def wait_until(check: Callable[[], bool], timeout_s: float, what: str, *kids: Child) -> None:

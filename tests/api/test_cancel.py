@@ -9,11 +9,11 @@ import httpx
 import pytest
 from celery import Celery
 
+from aijobs.settings import Settings
+from aijobs.store import Database, JobRepository
+from aijobs.worker.celery_app import enqueue
 from tests.conftest import TENANT_A
 from tests.support import read_events, wait_for
-from workers.celery_app import enqueue
-from workers.settings import Settings
-from workers.store import Database, JobRepository
 
 pytestmark = pytest.mark.usefixtures("worker")
 

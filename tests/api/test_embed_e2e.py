@@ -11,13 +11,13 @@ import httpx
 import openai
 import pytest
 
+from aijobs.kinds.embed import plan_batches
+from aijobs.settings import Settings
+from aijobs.store import Database, JobRepository
+from aijobs.vectors import to_float32_bytes
+from aijobs.worker.celery_app import enqueue
 from tests.conftest import TENANT_A
 from tests.support import read_events
-from workers.celery_app import enqueue
-from workers.kinds.embed import plan_batches
-from workers.settings import Settings
-from workers.store import Database, JobRepository
-from workers.vectors import to_float32_bytes
 
 pytestmark = pytest.mark.usefixtures("worker")
 

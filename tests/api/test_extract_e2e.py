@@ -10,8 +10,8 @@ import httpx
 import pytest
 import redis
 
+from aijobs.kinds.schema import validation_error
 from tests.support import SseEvent, read_events, text_after_last_reset
-from workers.structured import validation_error
 
 pytestmark = pytest.mark.usefixtures("worker")
 

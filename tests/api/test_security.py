@@ -14,11 +14,11 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
-from api.main import create_app
+from aijobs.api.main import create_app
+from aijobs.settings import Settings
+from aijobs.store import JobRepository
 from tests.conftest import KEY_A, KEY_B, KEY_C, TENANT_A, serve_in_thread
 from tests.support import read_events, wait_for
-from workers.settings import Settings
-from workers.store import JobRepository
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -100,7 +100,7 @@ def test_keys_are_created_once_listed_without_secret_and_revoked(
     env |= {"DATABASE_URL": settings.database_url, "REDIS_URL": settings.require_redis_url()}
 
     def aijobs(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "workers.cli", *args], env=env,
+        return subprocess.run([sys.executable, "-m", "aijobs.cli", *args], env=env,
                               capture_output=True, text=True, check=False, timeout=60)  # fmt: skip
 
     created = aijobs("keys", "create", "--tenant", "tenant-k", "--name", "ci")
@@ -237,8 +237,8 @@ def test_cors_is_off_unless_configured(api_url: str, strict_api: str) -> None:
 def test_purge_deletes_inputs_outputs_and_streams(
     client: httpx.Client, settings: Settings, rds: Any, repo: JobRepository
 ) -> None:
-    from workers.purge import purge
-    from workers.runtime import redis_client
+    from aijobs.store.retention import purge
+    from aijobs.worker.context import redis_client
 
     job_id = finished_job(client)
     assert rds.exists(f"aijobs:{{{job_id}}}:events")

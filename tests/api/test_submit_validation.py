@@ -8,8 +8,8 @@ import httpx
 import pytest
 import redis
 
+from aijobs.settings import Settings
 from tests.conftest import TENANT_A
-from workers.settings import Settings
 
 GOOD = {
     "kind": "generate",

@@ -11,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from workers.simulator import RunningSimulator, SimulatorConfig, running_simulator
+from aijobs.devtools.simulator import RunningSimulator, SimulatorConfig, running_simulator
 
 # Fast pacing so streamed tests stay quick; tests that need slower streams PUT /_sim/config.
 TEST_CONFIG = SimulatorConfig(tokens_per_second=400.0, max_tokens_default=12)

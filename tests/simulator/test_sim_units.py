@@ -8,11 +8,16 @@ from typing import Any
 
 import pytest
 
-from workers.simulator import SimulatorConfig
-from workers.simulator import text as txt
-from workers.simulator.errors import format_reset, rate_limit_headers
-from workers.simulator.faults import FaultQueue, FaultSpec
-from workers.simulator.schema_answer import SchemaError, build_json_text, build_value, violate
+from aijobs.devtools.simulator import SimulatorConfig
+from aijobs.devtools.simulator import text as txt
+from aijobs.devtools.simulator.errors import format_reset, rate_limit_headers
+from aijobs.devtools.simulator.faults import FaultQueue, FaultSpec
+from aijobs.devtools.simulator.schema_answer import (
+    SchemaError,
+    build_json_text,
+    build_value,
+    violate,
+)
 
 
 def _resolve(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:

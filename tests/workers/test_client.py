@@ -10,11 +10,11 @@ from typing import Any
 import httpx
 import pytest
 
+from aijobs.client import AijobsError, AsyncClient, Client
+from aijobs.devtools.redis_server import free_port
+from aijobs.settings import Settings
 from tests.conftest import KEY_A
 from tests.support import ApiProcess, clean_env, text_after_last_reset
-from workers.client import AijobsError, AsyncClient, Client
-from workers.redis_server import free_port
-from workers.settings import Settings
 
 pytestmark = pytest.mark.usefixtures("worker")
 

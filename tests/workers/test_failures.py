@@ -9,11 +9,11 @@ import httpx
 import pytest
 from celery import Celery
 
+from aijobs.settings import Settings
+from aijobs.store import Database, JobRepository
+from aijobs.worker.celery_app import enqueue
+from aijobs.worker.context import WorkerContext
 from tests.support import SseEvent, read_events, text_after_last_reset
-from workers.celery_app import enqueue
-from workers.runtime import WorkerRuntime
-from workers.settings import Settings
-from workers.store import Database, JobRepository
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -166,7 +166,7 @@ def test_a_job_that_keeps_crashing_its_worker_stops_at_the_cap(
 
 
 def test_stale_attempt_cannot_write_events(settings: Settings, rds: Any) -> None:
-    rt = WorkerRuntime.build(settings, send=lambda *_: None, concurrency=2)
+    rt = WorkerContext.build(settings, send=lambda *_: None, concurrency=2)
     try:
         job_id = uuid.uuid4().hex
         rt.writer.begin(job_id, 1, [("status", {"status": "running", "attempt": 1})])

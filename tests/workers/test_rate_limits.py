@@ -10,10 +10,10 @@ import httpx
 import pytest
 import redis
 
+from aijobs.ratelimit import RateLimiter
+from aijobs.settings import RateLimit
 from tests.conftest import LIMITED_MODEL
 from tests.support import read_events
-from workers.ratelimit import RateLimiter
-from workers.settings import RateLimit
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from workers.structured import (
+from aijobs.kinds.schema import (
     SchemaRejected,
     prepare_schema,
     strip_optional_nulls,

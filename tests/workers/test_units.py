@@ -10,14 +10,14 @@ import redis
 from pydantic import ValidationError
 from sqlalchemy import inspect
 
-from workers.backoff import compute_backoff_s
-from workers.events.follow import StoredOutcome
-from workers.events.protocol import Event, live_message, parse_live_message
-from workers.providers.errors import parse_duration_s, retry_after_s
-from workers.redis_server import bundled_redis_server, start_redis
-from workers.settings import Settings, SettingsError
-from workers.store.db import make_engine
-from workers.store.models import Base
+from aijobs.devtools.redis_server import bundled_redis_server, start_redis
+from aijobs.events.follow import StoredOutcome
+from aijobs.events.protocol import Event, live_message, parse_live_message
+from aijobs.providers.errors import parse_duration_s, retry_after_s
+from aijobs.settings import Settings, SettingsError
+from aijobs.store.db import make_engine
+from aijobs.store.models import Base
+from aijobs.worker.retry import compute_backoff_s
 
 
 @pytest.mark.parametrize(

@@ -21,14 +21,14 @@ import pytest
 import redis
 from celery import Celery
 
+from aijobs.devtools.redis_server import free_port
+from aijobs.devtools.simulator import RunningSimulator
+from aijobs.settings import Settings
+from aijobs.store import Database, JobRepository
+from aijobs.store.migrate import upgrade
+from aijobs.worker.celery_app import create_celery_app, enqueue
 from tests.conftest import TENANT_A
 from tests.support import wait_for
-from workers.celery_app import create_celery_app, enqueue
-from workers.redis_server import free_port
-from workers.settings import Settings
-from workers.simulator import RunningSimulator
-from workers.store import Database, JobRepository
-from workers.store.migrate import upgrade
 
 
 class Fleet:
@@ -46,7 +46,7 @@ class Fleet:
     def start_worker(self, name: str, *extra: str, **env: str) -> subprocess.Popen[bytes]:
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the fleet
         proc = subprocess.Popen(
-            [sys.executable, "-m", "workers.cli", "worker", "--queues", "generate",
+            [sys.executable, "-m", "aijobs.cli", "worker", "--queues", "generate",
              "--concurrency", "4", "--hostname", f"{name}@%h", *extra],
             env=self.env | env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
@@ -187,7 +187,7 @@ def test_worker_serves_metrics_and_a_heartbeat(fleet: Fleet, tmp_path: Path) -> 
 
     def alive() -> int:
         return subprocess.run(
-            [sys.executable, "-m", "workers.cli", "worker-alive", "--file", str(beat)],
+            [sys.executable, "-m", "aijobs.cli", "worker-alive", "--file", str(beat)],
             env=fleet.env,
             check=False,
         ).returncode
@@ -209,7 +209,7 @@ def test_worker_and_api_refuse_a_store_that_is_not_migrated(
     }
     for command in (["worker", "--concurrency", "1"], ["api", "--port", str(free_port())]):
         done = subprocess.run(
-            [sys.executable, "-m", "workers.cli", *command],
+            [sys.executable, "-m", "aijobs.cli", *command],
             env=env, capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
         assert done.returncode != 0, command

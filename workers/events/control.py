@@ -6,9 +6,9 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from workers.events import keys
-from workers.events.protocol import dumps
-from workers.events.scripts import WRITE_EVENTS, write_events_args
+from aijobs import redis_keys as keys
+from aijobs.events.protocol import dumps
+from aijobs.events.scripts import WRITE_EVENTS, write_events_args
 
 
 async def append_events(

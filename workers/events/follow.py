@@ -15,9 +15,9 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from workers.events import keys
-from workers.events.live import LiveHub, Subscription
-from workers.events.protocol import Event, EventType, dumps
+from aijobs import redis_keys as keys
+from aijobs.events.live import LiveHub, Subscription
+from aijobs.events.protocol import Event, EventType, dumps
 
 _PAGE = 500
 #: Events handed to a reader in one write, at most.

@@ -17,8 +17,8 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
-from workers.events import keys
-from workers.events.protocol import Event, parse_live_message
+from aijobs import redis_keys as keys
+from aijobs.events.protocol import Event, parse_live_message
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from workers.events import keys
+from aijobs import redis_keys as keys
 
 # KEYS: meta hash, events stream.
 # ARGV: attempt, channel, retention_s, maxlen, mode ("append" | "begin"),

@@ -16,8 +16,8 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import RedisError
 
-from workers.events.protocol import EventType, dumps
-from workers.events.scripts import WRITE_EVENTS, write_events_args
+from aijobs.events.protocol import EventType, dumps
+from aijobs.events.scripts import WRITE_EVENTS, write_events_args
 
 log = logging.getLogger(__name__)
 

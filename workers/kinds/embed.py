@@ -14,8 +14,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from workers.providers.base import EmbeddingBatch, Provider, ProviderError
-from workers.schemas import EmbedInput
+from aijobs.providers.base import EmbeddingBatch, Provider, ProviderError
+from aijobs.schemas import EmbedInput
 
 
 def estimate_tokens(text: str) -> int:

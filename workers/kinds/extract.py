@@ -7,9 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from workers.providers.base import ChatRequest, Provider, ProviderError
-from workers.schemas import ExtractInput
-from workers.structured import prepare_schema, strip_optional_nulls, validation_error
+from aijobs.kinds.schema import prepare_schema, strip_optional_nulls, validation_error
+from aijobs.providers.base import ChatRequest, Provider, ProviderError
+from aijobs.schemas import ExtractInput
 
 DEFAULT_INSTRUCTIONS = (
     "Extract the requested information from the user's text. Answer with JSON that "

@@ -6,8 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from workers.providers.base import ChatRequest, Provider, ProviderError
-from workers.schemas import GenerateInput
+from aijobs.providers.base import ChatRequest, Provider, ProviderError
+from aijobs.schemas import GenerateInput
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import openai
 
-from workers.providers.base import ProviderError
+from aijobs.providers.base import ProviderError
 
 try:  # openai>=3 ships its own fork of httpx
     import httpx2 as _http

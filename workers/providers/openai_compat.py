@@ -15,9 +15,9 @@ from typing import Any
 
 import openai
 
-from workers.providers.base import ChatOutcome, ChatRequest, EmbeddingBatch, ProviderError
-from workers.providers.errors import TransportError, classify
-from workers.vectors import to_float32_bytes
+from aijobs.providers.base import ChatOutcome, ChatRequest, EmbeddingBatch, ProviderError
+from aijobs.providers.errors import TransportError, classify
+from aijobs.vectors import to_float32_bytes
 
 _DATA = "data:"
 

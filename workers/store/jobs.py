@@ -18,9 +18,9 @@ from typing import Any
 from sqlalchemy import Update, and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from workers.schemas import TERMINAL_STATUSES, JobStatus
-from workers.store.db import Database
-from workers.store.models import EmbeddingBatch, Job, utcnow
+from aijobs.schemas import TERMINAL_STATUSES, JobStatus
+from aijobs.store.db import Database
+from aijobs.store.models import EmbeddingBatch, Job, utcnow
 
 _CLAIMABLE = [s.value for s in (JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.RUNNING)]
 #: Transitions go through the table, not the ORM: the hot path of every job pays for

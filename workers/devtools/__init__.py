@@ -1,0 +1,1 @@
+"""Local tools: the OpenAI-compatible simulator, a private Redis, and ``aijobs dev``."""

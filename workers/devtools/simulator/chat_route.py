@@ -1,0 +1,256 @@
+"""``POST /v1/chat/completions``: deterministic answers, streamed or not, with faults."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from aijobs.devtools.simulator import text as txt
+from aijobs.devtools.simulator.admission import (
+    Rejected,
+    admit,
+    missing_param,
+    pause,
+    response_headers,
+    serve,
+)
+from aijobs.devtools.simulator.errors import invalid_request
+from aijobs.devtools.simulator.faults import FaultSpec, JsonMode
+from aijobs.devtools.simulator.schema_answer import SchemaError, build_value, violate
+from aijobs.devtools.simulator.state import SimulatorState
+from aijobs.devtools.simulator.streaming import (
+    SYSTEM_FINGERPRINT,
+    ChatStream,
+    DropConnection,
+    StreamPlan,
+)
+
+
+def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
+
+
+# --- chat completions ------------------------------------------------------------------------
+
+
+def _int_param(body: Mapping[str, Any], name: str) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise Rejected(invalid_request(f"Invalid '{name}': expected an integer >= 1.", name))
+    return value
+
+
+def _response_format(body: Mapping[str, Any]) -> tuple[JsonMode, Mapping[str, Any] | None]:
+    fmt = body.get("response_format")
+    if fmt is None:
+        return None, None
+    kind = fmt.get("type") if isinstance(fmt, Mapping) else None
+    if kind == "text":
+        return None, None
+    if kind == "json_object":
+        return "json_object", None
+    if kind == "json_schema":
+        spec = fmt.get("json_schema")
+        if not isinstance(spec, Mapping) or not isinstance(spec.get("name"), str):
+            raise missing_param("response_format.json_schema.name")
+        schema = spec.get("schema")
+        if not isinstance(schema, Mapping):
+            raise Rejected(
+                invalid_request(
+                    f"Invalid schema for response_format '{spec['name']}': schema must be a "
+                    "JSON Schema object.",
+                    "response_format",
+                )
+            )
+        try:
+            build_value(schema)
+        except (SchemaError, TypeError, ValueError, AttributeError) as exc:
+            raise Rejected(
+                invalid_request(
+                    f"Invalid schema for response_format '{spec['name']}': {exc}",
+                    "response_format",
+                )
+            ) from None
+        return "json_schema", schema
+    raise Rejected(
+        invalid_request(
+            "Invalid value for 'response_format.type': expected one of 'text', 'json_object' "
+            "or 'json_schema'.",
+            "response_format.type",
+            "invalid_value",
+        )
+    )
+
+
+def _answer(
+    body: Mapping[str, Any],
+    messages: list[Any],
+    json_mode: JsonMode,
+    schema: Mapping[str, Any] | None,
+    fault: FaultSpec | None,
+    max_tokens: int | None,
+    default_tokens: int,
+) -> tuple[list[str], str, str]:
+    """Return (tokens, finish_reason, field) of the answer."""
+    kind = fault.kind if fault is not None else None
+    if kind == "refusal":
+        return txt.split_tokens(txt.REFUSAL_TEXT), "stop", "refusal"
+    finish = "stop"
+    salt = json.dumps(body.get("response_format"), sort_keys=True, default=str)
+    seed = txt.prompt_seed(messages, salt)
+    if json_mode is not None:
+        if schema is not None:
+            value: Any = build_value(schema, seed)
+            if kind == "schema_violation":
+                value = violate(schema, value)
+        else:
+            words = txt.generated_tokens(seed, 6)
+            value = {"answer": "".join(words), "confidence": round(0.5 + (seed % 50) / 100, 2)}
+        content = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        if kind == "invalid_json":
+            content = _broken_json(content)
+        tokens = txt.json_pieces(content, seed)
+        if kind == "length":
+            tokens = tokens[: max(1, len(tokens) // 2)]
+            finish = "length"
+    elif txt.is_echo(messages):
+        tokens = txt.echo_tokens(messages)
+        if max_tokens is not None and len(tokens) > max_tokens:
+            tokens = tokens[:max_tokens]
+            finish = "length"
+    else:
+        tokens = txt.generated_tokens(seed, max_tokens or default_tokens)
+    if kind == "length":
+        finish = "length"
+    elif kind == "content_filter":
+        tokens = tokens[: len(tokens) // 2]
+        finish = "content_filter"
+    return tokens, finish, "content"
+
+
+def _broken_json(content: str) -> str:
+    cut = content[: max(1, len(content) // 2)]
+    try:
+        json.loads(cut)
+    except ValueError:
+        return cut
+    return cut + ',"'
+
+
+async def chat_completions(request: Request) -> Response:
+    """``POST /v1/chat/completions`` (streamed or not)."""
+    return await serve(request, "chat", _chat)
+
+
+async def _chat(request: Request, state: SimulatorState, body: dict[str, Any]) -> Response:
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise missing_param("model")
+    messages = body.get("messages")
+    if messages is None:
+        raise missing_param("messages")
+    if not isinstance(messages, list) or not messages:
+        raise Rejected(
+            invalid_request(
+                "Invalid 'messages': expected a non-empty array.", "messages", "invalid_value"
+            )
+        )
+    stream = bool(body.get("stream"))
+    stream_options = body.get("stream_options")
+    if stream_options is not None and not stream:
+        raise Rejected(
+            invalid_request(
+                "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+                "stream_options",
+            )
+        )
+    n = body.get("n")
+    if n is not None and n != 1:
+        raise Rejected(invalid_request("The simulator only supports n=1.", "n"))
+    max_tokens = _int_param(body, "max_completion_tokens") or _int_param(body, "max_tokens")
+    json_mode, schema = _response_format(body)
+    include_usage = isinstance(stream_options, Mapping) and bool(
+        stream_options.get("include_usage")
+    )
+
+    fault = admit(state, "chat", model, json_mode)
+    cfg = state.config
+    stats = state.stats
+    stats.enter()
+    entered = True
+    try:
+        kind = fault.kind if fault is not None else None
+        hang_s = fault.seconds if fault is not None and kind == "hang" else 0.0
+        cut_after = fault.after_chunks if fault is not None and kind == "cut" else None
+        if not await pause(request, hang_s):
+            return Response(status_code=408)
+        tokens, finish, field = _answer(
+            body, messages, json_mode, schema, fault, max_tokens, cfg.max_tokens_default
+        )
+        request_id = "req_" + secrets.token_hex(16)
+        completion_id = "chatcmpl-" + secrets.token_urlsafe(21)
+        usage = _usage(txt.count_prompt_tokens(messages), len(tokens))
+        headers = response_headers(state, request_id)
+        if stream:
+            plan = StreamPlan(
+                completion_id=completion_id,
+                created=int(time.time()),
+                model=model,
+                tokens=tokens,
+                finish_reason=finish,
+                usage=usage,
+                include_usage=include_usage,
+                field=field,
+                cut_after=cut_after,
+                latency_s=cfg.latency_ms / 1000,
+                tokens_per_second=cfg.tokens_per_second,
+            )
+            entered = False  # the stream leaves when it ends
+            return ChatStream(plan, stats, headers)
+        if not await pause(request, cfg.latency_ms / 1000):
+            return Response(status_code=408)
+        if kind == "cut":
+            entered = False
+            return DropConnection(stats)
+        text = "".join(tokens)
+        message = {
+            "role": "assistant",
+            "content": text if field == "content" else None,
+            "refusal": text if field == "refusal" else None,
+            "annotations": [],
+        }
+        payload = {
+            "id": completion_id,
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [
+                {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
+            ],
+            "usage": usage,
+            "service_tier": "default",
+            "system_fingerprint": SYSTEM_FINGERPRINT,
+        }
+        return JSONResponse(payload, headers=headers)
+    finally:
+        if entered:
+            stats.leave()

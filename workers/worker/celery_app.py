@@ -1,0 +1,145 @@
+"""The Celery app, configured for long, I/O-bound AI jobs."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from celery import Celery
+from celery.signals import worker_init, worker_shutdown, worker_shutting_down
+
+from aijobs.metrics import serve_metrics
+from aijobs.schemas import JobKind
+from aijobs.settings import Settings, SettingsError
+from aijobs.store.migrate import SchemaOutOfDate
+from aijobs.worker.context import WorkerContext
+
+log = logging.getLogger(__name__)
+
+#: Task name per job kind; the API enqueues by name and never imports task code.
+TASK_NAMES: dict[str, str] = {kind.value: f"aijobs.{kind.value}" for kind in JobKind}
+#: One queue per kind, so an embedding flood cannot starve chats.
+QUEUES: tuple[str, ...] = tuple(kind.value for kind in JobKind)
+
+
+def enqueue(app: Celery, job_id: str, kind: str) -> None:
+    """Send a job's task by name: its arguments are the job id and kind, nothing else."""
+    app.send_task(TASK_NAMES[kind], args=[job_id], kwargs={"kind": kind}, queue=kind)
+
+
+def create_celery_app(settings: Settings) -> Celery:
+    """A Celery app on the configured Redis broker (used by workers and, to send, the API)."""
+    broker = settings.require_redis_url()
+    app = Celery("aijobs", broker=broker, include=["aijobs.worker.tasks"])
+    # Each message waits at most max_countdown_s before it runs, and runs at most
+    # task_time_limit_s: the visibility timeout must outlast both, or the broker
+    # hands the message to a second worker while the first still holds it.
+    transport = {"visibility_timeout": settings.visibility_timeout_s}
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,
+        result_backend=None,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_acks_on_failure_or_timeout=True,
+        worker_prefetch_multiplier=1,
+        task_time_limit=settings.task_time_limit_s,
+        task_soft_time_limit=settings.task_time_limit_s - 5,
+        broker_transport_options=transport,
+        result_backend_transport_options=transport,
+        broker_connection_retry_on_startup=True,
+        broker_pool_limit=50,
+        # A submit must not hang on a dead broker: a few quick tries, then the API
+        # keeps the job queued in SQL for the reconciler.
+        task_publish_retry_policy={
+            "max_retries": 2,
+            "interval_start": 0.1,
+            "interval_step": 0.2,
+            "interval_max": 0.5,
+        },
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        task_default_queue=JobKind.GENERATE.value,
+        task_routes={name: {"queue": kind} for kind, name in TASK_NAMES.items()},
+        worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        # SIGTERM: running jobs get shutdown_grace_s to finish, then hand their jobs
+        # back to the queue (see aijobs.worker.runner); the soft shutdown timeout is only a
+        # backstop for an attempt that is stuck waiting on its provider.
+        worker_soft_shutdown_timeout=settings.shutdown_grace_s + 15.0,
+    )
+    app.aijobs_settings = settings  # type: ignore[attr-defined]
+    return app
+
+
+_runtime_lock = threading.Lock()
+_RUNTIMES: set[WorkerContext] = set()
+
+
+def runtime_for(app: Celery) -> WorkerContext:
+    """This process's worker runtime, built on first use from the app's settings."""
+    runtime: WorkerContext | None = getattr(app, "aijobs_runtime", None)
+    if runtime is not None:
+        return runtime
+    with _runtime_lock:
+        runtime = getattr(app, "aijobs_runtime", None)
+        if runtime is None:
+            settings: Settings = app.aijobs_settings  # type: ignore[attr-defined]
+            concurrency = app.conf.worker_concurrency or settings.worker_concurrency
+
+            def send(job_id: str, kind: str) -> None:
+                enqueue(app, job_id, kind)
+
+            runtime = WorkerContext.build(settings, send=send, concurrency=concurrency)
+            app.aijobs_runtime = runtime  # type: ignore[attr-defined]
+            _RUNTIMES.add(runtime)
+    return runtime
+
+
+def close_runtime(app: Celery) -> None:
+    """Flush and close this process's runtime, if one was built."""
+    runtime: WorkerContext | None = getattr(app, "aijobs_runtime", None)
+    if runtime is not None:
+        app.aijobs_runtime = None  # type: ignore[attr-defined]
+        _RUNTIMES.discard(runtime)
+        runtime.close()
+
+
+@worker_init.connect
+def _build_at_start(sender: object = None, **_: object) -> None:
+    # Build the runtime when the worker starts, not on its first task: its
+    # reconciler must run even on an idle worker (that is how a dead worker's jobs
+    # come back). A prefork pool builds one per child, lazily, after the fork.
+    app = getattr(sender, "app", None)
+    pool = str(getattr(sender, "pool_cls", ""))
+    if not isinstance(app, Celery) or not hasattr(app, "aijobs_settings"):
+        return
+    settings: Settings = app.aijobs_settings
+    if settings.worker_metrics_port:
+        serve_metrics(settings.worker_metrics_port)
+    if "prefork" not in pool:
+        try:
+            runtime_for(app)
+        except (SettingsError, SchemaOutOfDate) as exc:
+            # Celery logs and ignores a failing signal receiver; a worker that cannot
+            # run jobs must not sit there consuming messages.
+            log.critical("aijobs worker cannot start: %s", exc)
+            raise SystemExit(2) from exc
+
+
+@worker_shutting_down.connect
+def _hand_off_on_shutdown(sender: object = None, how: str = "", **_: object) -> None:
+    # Sent with the worker's hostname only; every app built in this process that
+    # has a runtime is this worker's.
+    for runtime in list(_RUNTIMES):
+        runtime.hand_off_after(runtime.settings.shutdown_grace_s)
+
+
+@worker_shutdown.connect
+def _close_on_shutdown(sender: object = None, **_: object) -> None:
+    app = getattr(sender, "app", None)
+    if isinstance(app, Celery):
+        close_runtime(app)
