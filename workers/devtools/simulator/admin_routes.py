@@ -1,4 +1,4 @@
-"""The ``/_sim`` admin API: faults, stats, reset and run-time config."""
+"""The ``/_sim`` admin API: faults, stats, the request log, reset and run-time config."""
 
 from __future__ import annotations
 
@@ -43,8 +43,24 @@ async def get_stats(request: Request) -> Response:
     return JSONResponse(state_of(request).stats_snapshot())
 
 
+async def list_requests(request: Request) -> Response:
+    """``GET /_sim/requests[?key=K][&since=N]``: the request log, oldest first.
+
+    ``key`` keeps one key's records, ``since`` those with ``seq > N``. ``total`` counts every
+    request since the last reset; when it exceeds ``kept``, the oldest records fell off.
+    """
+    log = state_of(request).log
+    key = request.query_params.get("key") or None
+    try:
+        since = int(request.query_params.get("since", "0"))
+    except ValueError:
+        return invalid_request("since must be an integer", "since")
+    return JSONResponse({"requests": log.entries(key, since), "total": log.total, "kept": len(log)})
+
+
 async def reset(request: Request) -> Response:
-    """``POST /_sim/reset``: clear counters and pending faults."""
+    """``POST /_sim/reset``: clear counters, pending faults and the request log, and start
+    the chaos sequence over."""
     state_of(request).reset()
     return JSONResponse({"ok": True})
 
@@ -55,11 +71,15 @@ async def get_config(request: Request) -> Response:
 
 
 async def put_config(request: Request) -> Response:
-    """``PUT /_sim/config`` with some config fields: update them at run time."""
+    """``PUT /_sim/config`` with some config fields: update them at run time.
+
+    A ``chaos`` object replaces the whole chaos section and starts its sequence over.
+    """
     state = state_of(request)
     try:
         body = await read_json_object(request)
-        state.config = SimulatorConfig.from_mapping(body, base=state.config)
+        config = SimulatorConfig.from_mapping(body, base=state.config)
+        state.set_config(config, restart_chaos="chaos" in body)
     except Rejected as rejected:
         return rejected.response
     except ValueError as exc:

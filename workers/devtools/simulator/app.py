@@ -46,6 +46,7 @@ def create_app(config: SimulatorConfig | None = None) -> Starlette:
             Route("/_sim/faults", admin_routes.list_faults, methods=["GET"]),
             Route("/_sim/faults", admin_routes.clear_faults, methods=["DELETE"]),
             Route("/_sim/stats", admin_routes.get_stats, methods=["GET"]),
+            Route("/_sim/requests", admin_routes.list_requests, methods=["GET"]),
             Route("/_sim/reset", admin_routes.reset, methods=["POST"]),
             Route("/_sim/config", admin_routes.get_config, methods=["GET"]),
             Route("/_sim/config", admin_routes.put_config, methods=["PUT", "PATCH"]),

@@ -15,14 +15,18 @@ from aijobs.devtools.simulator import text as txt
 from aijobs.devtools.simulator.admission import (
     Rejected,
     admit,
+    client_left,
     missing_param,
+    note_odd_text,
     pause,
     response_headers,
     serve,
 )
 from aijobs.devtools.simulator.errors import invalid_request
 from aijobs.devtools.simulator.faults import FaultSpec, JsonMode
+from aijobs.devtools.simulator.request_log import RequestRecord
 from aijobs.devtools.simulator.schema_answer import SchemaError, build_value, violate
+from aijobs.devtools.simulator.slow_bodies import StalledBody, TrickledBody
 from aijobs.devtools.simulator.state import SimulatorState
 from aijobs.devtools.simulator.streaming import (
     SYSTEM_FINGERPRINT,
@@ -109,11 +113,19 @@ def _answer(
     fault: FaultSpec | None,
     max_tokens: int | None,
     default_tokens: int,
-) -> tuple[list[str], str, str]:
-    """Return (tokens, finish_reason, field) of the answer."""
+    odd: bool,
+) -> tuple[list[str], str, str, bool]:
+    """Return (tokens, finish_reason, field, odd_text) of the answer.
+
+    ``odd`` asks for odd text (:func:`~aijobs.devtools.simulator.text.odd_tokens`) where the
+    text is generated: plain answers and ``json_object`` ones, not echoes or schema answers
+    (whose strings must keep their formats); the last item says whether it was used.
+    """
     kind = fault.kind if fault is not None else None
     if kind == "refusal":
-        return txt.split_tokens(txt.REFUSAL_TEXT), "stop", "refusal"
+        return txt.split_tokens(txt.REFUSAL_TEXT), "stop", "refusal", False
+    words_of = txt.odd_tokens if odd else txt.generated_tokens
+    used_odd = False
     finish = "stop"
     salt = json.dumps(body.get("response_format"), sort_keys=True, default=str)
     seed = txt.prompt_seed(messages, salt)
@@ -123,7 +135,8 @@ def _answer(
             if kind == "schema_violation":
                 value = violate(schema, value)
         else:
-            words = txt.generated_tokens(seed, 6)
+            words = words_of(seed, 6)
+            used_odd = odd
             value = {"answer": "".join(words), "confidence": round(0.5 + (seed % 50) / 100, 2)}
         content = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
         if kind == "invalid_json":
@@ -138,13 +151,14 @@ def _answer(
             tokens = tokens[:max_tokens]
             finish = "length"
     else:
-        tokens = txt.generated_tokens(seed, max_tokens or default_tokens)
+        tokens = words_of(seed, max_tokens or default_tokens)
+        used_odd = odd
     if kind == "length":
         finish = "length"
     elif kind == "content_filter":
         tokens = tokens[: len(tokens) // 2]
         finish = "content_filter"
-    return tokens, finish, "content"
+    return tokens, finish, "content", used_odd
 
 
 def _broken_json(content: str) -> str:
@@ -161,7 +175,9 @@ async def chat_completions(request: Request) -> Response:
     return await serve(request, "chat", _chat)
 
 
-async def _chat(request: Request, state: SimulatorState, body: dict[str, Any]) -> Response:
+async def _chat(
+    request: Request, state: SimulatorState, body: dict[str, Any], record: RequestRecord
+) -> Response:
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise missing_param("model")
@@ -192,20 +208,30 @@ async def _chat(request: Request, state: SimulatorState, body: dict[str, Any]) -
         stream_options.get("include_usage")
     )
 
-    fault = admit(state, "chat", model, json_mode)
+    admission = admit(state, "chat", model, json_mode, record)
     cfg = state.config
     stats = state.stats
     stats.enter()
     entered = True
     try:
-        kind = fault.kind if fault is not None else None
-        hang_s = fault.seconds if fault is not None and kind == "hang" else 0.0
-        cut_after = fault.after_chunks if fault is not None and kind == "cut" else None
+        scripted = admission.fault
+        hang_s = scripted.seconds if scripted is not None and scripted.kind == "hang" else 0.0
         if not await pause(request, hang_s):
-            return Response(status_code=408)
-        tokens, finish, field = _answer(
-            body, messages, json_mode, schema, fault, max_tokens, cfg.max_tokens_default
+            return client_left(record)
+        tokens, finish, field, odd = _answer(
+            body,
+            messages,
+            json_mode,
+            schema,
+            scripted,
+            max_tokens,
+            cfg.max_tokens_default,
+            admission.odd_text,
         )
+        if odd:
+            note_odd_text(state, record)
+        fault = admission.answer_fault(record, len(tokens))
+        kind = fault.kind if fault is not None else None
         request_id = "req_" + secrets.token_hex(16)
         completion_id = "chatcmpl-" + secrets.token_urlsafe(21)
         usage = _usage(txt.count_prompt_tokens(messages), len(tokens))
@@ -220,17 +246,27 @@ async def _chat(request: Request, state: SimulatorState, body: dict[str, Any]) -
                 usage=usage,
                 include_usage=include_usage,
                 field=field,
-                cut_after=cut_after,
+                cut_after=fault.after_chunks if fault is not None and kind == "cut" else None,
+                stall_after=fault.after_chunks if fault is not None and kind == "stall" else None,
+                keepalive_s=fault.interval_s if fault is not None else 1.0,
                 latency_s=cfg.latency_ms / 1000,
-                tokens_per_second=cfg.tokens_per_second,
+                # A trickle is a stream paced at one chunk per interval.
+                tokens_per_second=(
+                    1 / fault.interval_s
+                    if fault is not None and kind == "trickle"
+                    else cfg.tokens_per_second
+                ),
             )
             entered = False  # the stream leaves when it ends
-            return ChatStream(plan, stats, headers)
+            return ChatStream(plan, stats, headers, record)
         if not await pause(request, cfg.latency_ms / 1000):
-            return Response(status_code=408)
+            return client_left(record)
         if kind == "cut":
             entered = False
             return DropConnection(stats)
+        if fault is not None and kind == "stall":
+            entered = False
+            return StalledBody(headers, fault.interval_s, stats)
         text = "".join(tokens)
         message = {
             "role": "assistant",
@@ -250,7 +286,11 @@ async def _chat(request: Request, state: SimulatorState, body: dict[str, Any]) -
             "service_tier": "default",
             "system_fingerprint": SYSTEM_FINGERPRINT,
         }
-        return JSONResponse(payload, headers=headers)
+        answer = JSONResponse(payload, headers=headers)
+        if fault is not None and kind == "trickle":
+            entered = False
+            return TrickledBody(bytes(answer.body), headers, fault.interval_s, stats)
+        return answer
     finally:
         if entered:
             stats.leave()

@@ -14,12 +14,15 @@ from aijobs.devtools.simulator import text as txt
 from aijobs.devtools.simulator.admission import (
     Rejected,
     admit,
+    client_left,
     missing_param,
     pause,
     response_headers,
     serve,
 )
 from aijobs.devtools.simulator.errors import invalid_request
+from aijobs.devtools.simulator.request_log import RequestRecord
+from aijobs.devtools.simulator.slow_bodies import StalledBody, TrickledBody
 from aijobs.devtools.simulator.state import SimulatorState
 from aijobs.devtools.simulator.streaming import DropConnection
 
@@ -75,7 +78,9 @@ async def create_embeddings(request: Request) -> Response:
     return await serve(request, "embeddings", _embeddings)
 
 
-async def _embeddings(request: Request, state: SimulatorState, body: dict[str, Any]) -> Response:
+async def _embeddings(
+    request: Request, state: SimulatorState, body: dict[str, Any], record: RequestRecord
+) -> Response:
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise missing_param("model")
@@ -109,23 +114,34 @@ async def _embeddings(request: Request, state: SimulatorState, body: dict[str, A
             )
         )
 
-    fault = admit(state, "embeddings", model, None)
+    admission = admit(state, "embeddings", model, None, record)
     stats = state.stats
     stats.enter()
+    entered = True
     try:
-        if fault is not None and fault.kind == "hang" and not await pause(request, fault.seconds):
-            return Response(status_code=408)
+        fault = admission.answer_fault(record, len(inputs))
+        kind = fault.kind if fault is not None else None
+        if fault is not None and kind == "hang" and not await pause(request, fault.seconds):
+            return client_left(record)
         if not await pause(request, state.config.latency_ms / 1000):
-            return Response(status_code=408)
-        if fault is not None and fault.kind == "cut":
-            return DropConnection()
+            return client_left(record)
+        if kind == "cut":
+            entered = False
+            return DropConnection(stats)
+        headers = response_headers(state, "req_" + secrets.token_hex(16))
+        if fault is not None and kind == "stall":
+            entered = False
+            return StalledBody(headers, fault.interval_s, stats)
         if len(inputs) * dimensions > _EMBEDDINGS_IN_THREAD:
             content = await asyncio.to_thread(
                 _embeddings_payload, inputs, model, dimensions, encoding
             )
         else:
             content = _embeddings_payload(inputs, model, dimensions, encoding)
-        headers = response_headers(state, "req_" + secrets.token_hex(16))
+        if fault is not None and kind == "trickle":
+            entered = False
+            return TrickledBody(content, headers, fault.interval_s, stats)
         return Response(content, media_type="application/json", headers=headers)
     finally:
-        stats.leave()
+        if entered:
+            stats.leave()

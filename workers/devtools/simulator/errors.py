@@ -8,6 +8,12 @@ from typing import Any
 from starlette.responses import JSONResponse
 
 SERVER_ERROR_MESSAGE = "The server had an error while processing your request."
+SERVER_ERROR_MESSAGES: dict[int, str] = {
+    500: SERVER_ERROR_MESSAGE,
+    502: "Bad gateway.",
+    503: "The server is overloaded or not ready yet.",
+}
+"""Messages of the 5xx statuses chaos sends, worded as the real API words them."""
 QUOTA_MESSAGE = "You exceeded your current quota, please check your plan and billing details."
 
 

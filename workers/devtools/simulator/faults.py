@@ -18,6 +18,8 @@ FaultKind = Literal[
     "bad_request",
     "server_error",
     "cut",
+    "trickle",
+    "stall",
     "hang",
     "refusal",
     "invalid_json",
@@ -56,8 +58,11 @@ class FaultSpec:
         code: error ``code`` override (``bad_request``: default null).
         message: error message override.
         param: ``bad_request``: the error's ``param``.
-        after_chunks: ``cut``: content chunks sent before the connection is dropped.
+        after_chunks: ``cut``: content chunks sent before the connection is dropped;
+            ``stall``: content chunks sent before the keep-alives start.
         seconds: ``hang``: delay before answering normally.
+        interval_s: ``trickle``: pause before each chunk (streams) or body piece (non-streamed
+            answers); ``stall``: pause between keep-alives.
     """
 
     kind: FaultKind
@@ -72,6 +77,7 @@ class FaultSpec:
     param: str | None = None
     after_chunks: int = 0
     seconds: float = 10.0
+    interval_s: float = 1.0
 
     @classmethod
     def from_dict(cls, data: Any) -> Self:
@@ -102,6 +108,7 @@ class FaultSpec:
             raise ValueError("times must be an integer >= 1")
         _num("retry_after_s", self.retry_after_s, 0)
         _num("seconds", self.seconds, 0)
+        _num("interval_s", self.interval_s, 0.001)
         if isinstance(self.after_chunks, bool) or not isinstance(self.after_chunks, int):
             raise ValueError("after_chunks must be an integer")
         _num("after_chunks", self.after_chunks, 0)
@@ -131,6 +138,27 @@ class FaultSpec:
         if self.kind == "schema_violation":
             return json_mode == "json_schema"
         return True
+
+    def detail(self, streamed: bool) -> dict[str, Any]:
+        """The parameters that shape what this kind does (for the request log); chunk counts
+        only for ``streamed`` answers, as a non-streamed one has no chunks."""
+        if self.kind == "rate_limit":
+            return {"retry_after_s": self.retry_after_s}
+        if self.kind == "server_error":
+            return {"status": self.status or 500}
+        if self.kind == "bad_request":
+            return {"status": self.status or 400}
+        if self.kind == "cut":
+            return {"after_chunks": self.after_chunks} if streamed else {}
+        if self.kind == "stall":
+            if not streamed:
+                return {"interval_s": self.interval_s}
+            return {"after_chunks": self.after_chunks, "interval_s": self.interval_s}
+        if self.kind == "trickle":
+            return {"interval_s": self.interval_s}
+        if self.kind == "hang":
+            return {"seconds": self.seconds}
+        return {}
 
     def as_dict(self) -> dict[str, Any]:
         """JSON form of the spec (``times`` is the remaining count)."""

@@ -50,6 +50,7 @@ class Stats:
         self.requests_by_model: Counter[str] = Counter()
         self.request_times: dict[str, deque[float]] = {}
         self.faults_served: Counter[str] = Counter()
+        self.chaos_served: Counter[str] = Counter()
         self.auth: Counter[str] = Counter()
         self.rate_limited = 0
         self.streams_started = 0
@@ -86,6 +87,7 @@ class Stats:
             "requests_by_model": dict(self.requests_by_model),
             "request_times": {k: list(v) for k, v in self.request_times.items()},
             "faults_served": dict(self.faults_served),
+            "chaos_served": dict(self.chaos_served),
             "auth": dict(self.auth),
             "rate_limited": self.rate_limited,
             "streams_started": self.streams_started,

@@ -5,6 +5,9 @@ Chunks are paced with ``asyncio.sleep``: token ``i`` is due ``(i + 1) / tokens_p
 after the first (role) chunk, and all chunks due are sent in one write, at most one write per
 :data:`MIN_WRITE_INTERVAL_S` per stream (socket writes dominate the cost). A loaded event
 loop therefore degrades to bigger writes instead of falling behind.
+
+A stalled stream sends its first content chunks, then only :data:`KEEP_ALIVE` comment lines
+until the client goes away; a trickled one is just paced very slowly.
 """
 
 from __future__ import annotations
@@ -19,12 +22,15 @@ from typing import Any
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from aijobs.devtools.simulator.request_log import RequestRecord
 from aijobs.devtools.simulator.stats import Stats
 
 SYSTEM_FINGERPRINT = "fp_simulator"
 MIN_WRITE_INTERVAL_S = 0.04
 """Chunks due within this interval share one socket write (fewer syscalls per stream)."""
 _FAST_BATCH = 256
+KEEP_ALIVE = b": keep-alive\n\n"
+"""An SSE comment: clients ignore it, yet it keeps every read timeout from firing."""
 
 
 class SimulatedDisconnect(Exception):
@@ -60,7 +66,9 @@ class StreamPlan:
     """Everything a chat stream sends.
 
     ``field`` is ``"content"`` or ``"refusal"``; ``cut_after`` (content chunks) makes the
-    server drop the connection instead of sending the final chunk and ``[DONE]``.
+    server drop the connection instead of sending the final chunk and ``[DONE]``;
+    ``stall_after`` (content chunks) makes it send a :data:`KEEP_ALIVE` every ``keepalive_s``
+    instead, until the client goes away.
     """
 
     completion_id: str
@@ -72,16 +80,19 @@ class StreamPlan:
     include_usage: bool = False
     field: str = "content"
     cut_after: int | None = None
+    stall_after: int | None = None
+    keepalive_s: float = 1.0
     latency_s: float = 0.0
     tokens_per_second: float = 0.0
 
 
-class _Watch:
+class DisconnectWatch:
     """Tracks whether the client went away, by waiting on ``receive()`` in a task."""
 
     __slots__ = ("gone", "task")
 
     def __init__(self, receive: Receive) -> None:
+        """Start watching (call :meth:`stop` when done)."""
         self.gone = False
         self.task = asyncio.get_running_loop().create_task(self._run(receive))
 
@@ -92,14 +103,21 @@ class _Watch:
                 self.gone = True
                 return
 
+    async def wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``; ``False`` as soon as the client is gone."""
+        if not self.gone:
+            await asyncio.wait([self.task], timeout=seconds)
+        return not self.gone
+
     def stop(self) -> None:
+        """Stop watching."""
         if not self.task.done():
             self.task.cancel()
 
 
 async def sleep_unless_disconnected(receive: Receive, seconds: float) -> bool:
     """Sleep up to ``seconds``; return ``False`` early if the client disconnects."""
-    watch = _Watch(receive)
+    watch = DisconnectWatch(receive)
     try:
         await asyncio.wait([watch.task], timeout=seconds)
         return not watch.gone
@@ -112,10 +130,20 @@ class ChatStream(Response):
 
     media_type = "text/event-stream"
 
-    def __init__(self, plan: StreamPlan, stats: Stats, headers: dict[str, str]) -> None:
-        """Prepare the stream (nothing is sent until the server calls the response)."""
+    def __init__(
+        self,
+        plan: StreamPlan,
+        stats: Stats,
+        headers: dict[str, str],
+        record: RequestRecord | None = None,
+    ) -> None:
+        """Prepare the stream (nothing is sent until the server calls the response).
+
+        ``record.chunks`` follows the content chunks sent.
+        """
         self.plan = plan
         self.stats = stats
+        self.record = record
         self.status_code = 200
         self.background = None
         self.body = b""
@@ -142,7 +170,7 @@ class ChatStream(Response):
         p = self.plan
         stats = self.stats
         stats.streams_started += 1
-        watch = _Watch(receive)
+        watch = DisconnectWatch(receive)
         try:
             if p.latency_s > 0:
                 await asyncio.wait([watch.task], timeout=p.latency_s)
@@ -159,7 +187,7 @@ class ChatStream(Response):
             watch.stop()
             stats.leave()
 
-    async def _send_chunks(self, send: Send, watch: _Watch) -> bool:
+    async def _send_chunks(self, send: Send, watch: DisconnectWatch) -> bool:
         p = self.plan
         head, prefix, suffix = self._templates()
         usage_null = b',"usage":null' if p.include_usage else b""
@@ -174,7 +202,11 @@ class ChatStream(Response):
         await send({"type": "http.response.body", "body": first, "more_body": True})
 
         tokens = p.tokens
-        limit = len(tokens) if p.cut_after is None else min(len(tokens), p.cut_after)
+        stop_at = p.cut_after if p.cut_after is not None else p.stall_after
+        limit = len(tokens) if stop_at is None else min(len(tokens), stop_at)
+        record = self.record
+        if record is not None:
+            record.chunks = 0
         loop = asyncio.get_running_loop()
         interval = 1.0 / p.tokens_per_second if p.tokens_per_second > 0 else 0.0
         start = last_write = loop.time()
@@ -196,6 +228,8 @@ class ChatStream(Response):
                 end = min(limit, i + _FAST_BATCH)
             body = b"".join([prefix + _json_str(t) + suffix for t in tokens[i:end]])
             await send({"type": "http.response.body", "body": body, "more_body": True})
+            if record is not None:
+                record.chunks = end
             last_write = now
             i = end
             if not interval:
@@ -204,6 +238,10 @@ class ChatStream(Response):
             return False
         if p.cut_after is not None:
             raise SimulatedDisconnect(f"cut after {limit} chunks")
+        if p.stall_after is not None:
+            while await watch.wait(p.keepalive_s):
+                await send({"type": "http.response.body", "body": KEEP_ALIVE, "more_body": True})
+            return False
 
         tail = (
             head + b'[{"index":0,"delta":{},"logprobs":null,"finish_reason":'
