@@ -50,11 +50,11 @@ content chunks), ``trickle`` (one interval between the bounds) and ``stall`` (af
 scripted faults take precedence; the draw is taken anyway, so they do not shift later ones.
 
 Odd text: generated answers (plain and ``json_object``, not echoes or ``json_schema``
-answers) hold U+2028, U+2029 and U+0085 (once the answer has 3 tokens or more) plus accents,
-CJK, emoji, combining marks and zero-width characters. They travel raw in the JSON (only
-``\\n``, ``\\r`` and other controls below U+0020 are escaped), so a client that splits lines
-on anything but ``\\n`` breaks. The text depends only on the prompt, and ``"".join`` of the
-streamed tokens equals the non-streamed answer.
+answers) hold U+2028, U+2029 and U+0085 (from 3 tokens on) plus accents, CJK, emoji,
+combining marks, other scripts and zero-width characters (every kind from 8 tokens on).
+They travel raw in the JSON (only ``\\n``, ``\\r`` and other controls below U+0020 are
+escaped), so a client that splits lines on anything but ``\\n`` breaks. The text depends
+only on the prompt, and ``"".join`` of the streamed tokens equals the non-streamed answer.
 
 Request log: every chat/embeddings request gets a record (the last 100,000 are kept) with
 ``seq``, ``endpoint``, ``key``, ``model``, ``stream``, ``outcome`` (``ok``, a fault kind,

@@ -86,31 +86,37 @@ LINE_BREAKERS: tuple[str, ...] = ("\u2028", "\u2029", "\x85")
 """Characters that ``str.splitlines`` (and other naive splitters) take for line ends, but
 that JSON leaves unescaped: LINE SEPARATOR, PARAGRAPH SEPARATOR and NEXT LINE."""
 
-ODD_WORDS: tuple[str, ...] = (
-    "café", "naïve", "Zürich", "façade", "smørrebrød", "Ångström", "東京", "数据", "処理",
-    "작업", "очередь", "δεδομένα", "שלום", "مرحبا", "🚀", "👩\u200d💻", "🇫🇷", "e\u0301te\u0301",
-    "n\u0303", "Z\u0351\u0336a\u0327", "zero\u200bwidth", "bom\ufeffmid", "tab\tin",
+ODD_WORD_GROUPS: tuple[tuple[str, ...], ...] = (
+    ("café", "naïve", "Zürich", "façade", "smørrebrød", "Ångström"),
+    ("東京", "数据", "処理", "작업"),
+    ("🚀", "👩\u200d💻", "🇫🇷", "👍🏽"),
+    ("e\u0301te\u0301", "n\u0303o", "Z\u0351\u0336a\u0327"),
+    ("очередь", "δεδομένα", "שלום", "مرحبا", "zero\u200bwidth", "bom\ufeffmid", "tab\tin"),
 )  # fmt: skip
-"""Non-ASCII words: accents, CJK, other scripts, emoji (with ZWJ and flags), combining
-marks, zero-width characters. (The tab travels escaped; it is here for splitters on ``\t``.)"""
+"""Non-ASCII words by kind: accents; CJK; emoji (astral, with ZWJ, flags, skin tones);
+combining marks; other scripts and zero-width characters. (The tab travels escaped; it is
+there for clients that split on it.)"""
 
 
 def odd_tokens(seed: int, count: int) -> list[str]:
-    """Like :func:`generated_tokens`, with about half the words replaced by odd ones.
+    """Like :func:`generated_tokens`, with at least half the words replaced by odd ones.
 
-    The first three replacements carry one :data:`LINE_BREAKERS` character each (in a seeded
+    The first replacements carry one :data:`LINE_BREAKERS` character each (in a seeded
     order): inside a word (``"odd\u2028word"``), as a whole token (``" \u2029"``) and leading
-    a token, right after its space (``" \x85next"``); so all three appear once ``count >= 3``.
-    The rest come from :data:`ODD_WORDS`. Tokens keep the one-leading-space rule.
+    a token, right after its space (``" \x85next"``). The next take one word of each of
+    :data:`ODD_WORD_GROUPS`, the rest any of them; so with ``count >= 8`` every kind appears.
+    Tokens keep the one-leading-space rule.
     """
     tokens = generated_tokens(seed, count)
     rng = random.Random(seed ^ 0x0DD7E47)
     breakers = list(LINE_BREAKERS)
     rng.shuffle(breakers)
     forms = [f"odd{breakers[0]}word", breakers[1], f"{breakers[2]}next"]
-    positions = rng.sample(range(count), k=max(min(3, count), count // 2))
+    forms += [rng.choice(group) for group in ODD_WORD_GROUPS]
+    everything = [word for group in ODD_WORD_GROUPS for word in group]
+    positions = rng.sample(range(count), k=max(min(count, len(forms)), count // 2))
     for n, i in enumerate(positions):
-        word = forms[n] if n < len(forms) else rng.choice(ODD_WORDS)
+        word = forms[n] if n < len(forms) else rng.choice(everything)
         tokens[i] = word if i == 0 else " " + word
     return tokens
 
