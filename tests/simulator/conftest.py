@@ -83,3 +83,25 @@ def stats(admin: httpx.Client) -> Callable[[], dict[str, Any]]:
         return response.json()
 
     return get
+
+
+@pytest.fixture
+def chaos(admin: httpx.Client) -> Callable[..., None]:
+    """Set the chaos section (replacing it, so the draw sequence starts over)."""
+
+    def put(**section: Any) -> None:
+        admin.put("/_sim/config", json={"chaos": section}).raise_for_status()
+
+    return put
+
+
+@pytest.fixture
+def sim_requests(admin: httpx.Client) -> Callable[..., list[dict[str, Any]]]:
+    """The request log, optionally one key's records only."""
+
+    def get(key: str | None = None) -> list[dict[str, Any]]:
+        response = admin.get("/_sim/requests", params={"key": key} if key else None)
+        response.raise_for_status()
+        return response.json()["requests"]
+
+    return get
