@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from typing import Any
 
 import httpx
 import httpx2
@@ -263,3 +265,53 @@ def test_fault_admin_validation_and_clear(admin: httpx.Client, client: openai.Op
     assert added.json() == {"added": 2, "pending": 2}
     assert admin.delete("/_sim/faults").json() == {"cleared": 2}
     assert client.chat.completions.create(model=MODEL, messages=USER).choices
+
+
+def test_scripted_trickle_stream(client: openai.OpenAI, add_faults, sim_requests) -> None:
+    add_faults({"kind": "trickle", "interval_s": 0.1})
+    started = time.perf_counter()
+    chunks = list(
+        client.chat.completions.create(
+            model=MODEL, messages=USER, max_tokens=4, stream=True, timeout=0.3
+        )
+    )
+    elapsed = time.perf_counter() - started
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    assert len([c for c in chunks if c.choices[0].delta.content]) == 4
+    assert elapsed >= 4 * 0.1 * 0.9
+    (record,) = sim_requests()
+    assert (record["outcome"], record["source"], record["end"]) == ("trickle", "fault", "completed")
+    assert record["detail"] == {"interval_s": 0.1}
+
+
+def test_scripted_stall_stream_until_client_closes(
+    client: openai.OpenAI, add_faults, sim_requests, stats, wait_until
+) -> None:
+    add_faults({"kind": "stall", "after_chunks": 2, "interval_s": 0.05})
+    lines: list[str] = []
+    with client.chat.completions.with_streaming_response.create(
+        model=MODEL, messages=USER, stream=True, timeout=0.3
+    ) as response:
+        for line in response.iter_lines():
+            if line:
+                lines.append(line)
+            if lines.count(": keep-alive") == 3:
+                break
+    assert [line.startswith("data: {") for line in lines] == [True] * 3 + [False] * 3
+
+    def closed() -> list[dict[str, Any]]:
+        records = sim_requests()
+        return records if records[0]["end"] == "client_closed" else []
+
+    (record,) = wait_until(closed, what="the stall to see the client go")
+    assert (record["outcome"], record["chunks"]) == ("stall", 2)
+    assert record["detail"] == {"after_chunks": 2, "interval_s": 0.05}
+    assert stats()["faults_served"] == {"stall": 1}
+    wait_until(lambda: stats()["in_flight"] == 0, what="the stall to leave")
+
+
+def test_scripted_stall_and_trickle_validation(admin: httpx.Client) -> None:
+    for spec in ({"kind": "stall", "interval_s": 0}, {"kind": "trickle", "interval_s": "x"}):
+        response = admin.post("/_sim/faults", json={"faults": [spec]})
+        assert response.status_code == 400
+        assert "interval_s" in response.json()["error"]["message"]
