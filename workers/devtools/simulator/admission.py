@@ -199,8 +199,8 @@ class Admission:
         return self.chaos is not None and self.chaos.odd_text
 
     def answer_fault(self, record: RequestRecord, content_chunks: int) -> FaultSpec | None:
-        """The fault shaping an answer of ``content_chunks`` chunks (scripted, or the chaos
-        draw's ``cut``/``trickle``/``stall``), with its parameters noted in ``record``."""
+        """The fault shaping an answer of ``content_chunks`` streamed chunks (scripted, or the
+        chaos draw's ``cut``/``trickle``/``stall``), with its parameters noted in ``record``."""
         fault = self.fault
         if fault is None and self.chaos is not None:
             fault = self.chaos.as_fault(content_chunks)

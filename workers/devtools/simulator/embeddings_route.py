@@ -119,7 +119,7 @@ async def _embeddings(
     stats.enter()
     entered = True
     try:
-        fault = admission.answer_fault(record, len(inputs))
+        fault = admission.answer_fault(record, 0)  # not streamed: no content chunks
         kind = fault.kind if fault is not None else None
         if fault is not None and kind == "hang" and not await pause(request, fault.seconds):
             return client_left(record)

@@ -119,8 +119,7 @@ async def sleep_unless_disconnected(receive: Receive, seconds: float) -> bool:
     """Sleep up to ``seconds``; return ``False`` early if the client disconnects."""
     watch = DisconnectWatch(receive)
     try:
-        await asyncio.wait([watch.task], timeout=seconds)
-        return not watch.gone
+        return await watch.wait(seconds)
     finally:
         watch.stop()
 
