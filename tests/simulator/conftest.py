@@ -105,3 +105,26 @@ def sim_requests(admin: httpx.Client) -> Callable[..., list[dict[str, Any]]]:
         return response.json()["requests"]
 
     return get
+
+
+@pytest.fixture
+def read_stalled_stream(client: openai.OpenAI) -> Callable[[int], list[str]]:
+    """Stream a chat completion with a 0.3 s read timeout and return its non-empty SSE lines
+    once ``keep_alives`` keep-alive comments arrived (then close it)."""
+
+    def read(keep_alives: int) -> list[str]:
+        lines: list[str] = []
+        with client.chat.completions.with_streaming_response.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "Tell me about queues."}],
+            stream=True,
+            timeout=0.3,
+        ) as response:
+            for line in response.iter_lines():
+                if line:
+                    lines.append(line)
+                if lines.count(": keep-alive") == keep_alives:
+                    break
+        return lines
+
+    return read

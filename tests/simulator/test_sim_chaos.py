@@ -242,17 +242,9 @@ def test_chaos_stall_ends_only_at_a_total_deadline(
     wait_until(lambda: stats()["in_flight"] == 0, what="the stall to leave")
 
 
-def test_chaos_stall_raw_stream_sends_keep_alives(client: openai.OpenAI, chaos) -> None:
+def test_chaos_stall_raw_stream_sends_keep_alives(chaos, read_stalled_stream) -> None:
     chaos(stall=1.0, stall_after_max_chunks=0, stall_keepalive_s=0.05)
-    lines: list[str] = []
-    with client.chat.completions.with_streaming_response.create(
-        model=MODEL, messages=USER, stream=True, timeout=0.3
-    ) as response:
-        for line in response.iter_lines():
-            if line:
-                lines.append(line)
-            if lines.count(": keep-alive") == 8:  # 0.4 s of stall, longer than the timeout
-                break
+    lines = read_stalled_stream(8)  # 0.4 s of stall, longer than the read timeout
     assert len(lines) == 1 + 8  # the role chunk, then comments only
     assert lines[0].startswith("data: {")
 

@@ -285,18 +285,10 @@ def test_scripted_trickle_stream(client: openai.OpenAI, add_faults, sim_requests
 
 
 def test_scripted_stall_stream_until_client_closes(
-    client: openai.OpenAI, add_faults, sim_requests, stats, wait_until
+    add_faults, read_stalled_stream, sim_requests, stats, wait_until
 ) -> None:
     add_faults({"kind": "stall", "after_chunks": 2, "interval_s": 0.05})
-    lines: list[str] = []
-    with client.chat.completions.with_streaming_response.create(
-        model=MODEL, messages=USER, stream=True, timeout=0.3
-    ) as response:
-        for line in response.iter_lines():
-            if line:
-                lines.append(line)
-            if lines.count(": keep-alive") == 3:
-                break
+    lines = read_stalled_stream(3)
     assert [line.startswith("data: {") for line in lines] == [True] * 3 + [False] * 3
 
     def closed() -> list[dict[str, Any]]:
