@@ -1,0 +1,123 @@
+"""A real browser for the console: Debian's headless Chromium driven by Playwright.
+
+Playwright never downloads a browser here: it launches /usr/bin/chromium (`.ci/run`
+installs it with apt). Without it the tests fail and say so, rather than skip, so a
+machine that lost it cannot pass them by accident.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import BrowserContext, ConsoleMessage, Page, Playwright, sync_playwright
+
+from aijobs.devtools.redis_server import free_port
+from aijobs.settings import Settings
+from tests.browser.proxy import TcpProxy
+from tests.conftest import KEY_A
+from tests.support import ApiProcess, clean_env
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+#: Signs event tokens in the API process the tests restart: the same secret on both sides
+#: of a restart is what lets a browser's token outlive the process that issued it.
+TOKEN_SECRET = "browser-tests-token-secret-0123456789abcdef"
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def playwright_driver() -> Iterator[Playwright]:
+    if not CHROMIUM.exists():
+        pytest.fail(
+            f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium; "
+            ".ci/run does this). The browser tests never download a browser."
+        )
+    with sync_playwright() as driver:
+        yield driver
+
+
+def _policy_violation(message: ConsoleMessage) -> bool:
+    text = message.text
+    return "Content Security Policy" in text or "Trusted Type" in text
+
+
+@pytest.fixture
+def browser(playwright_driver: Playwright, tmp_path: Path) -> Iterator[BrowserContext]:
+    """A fresh Chromium profile; the test fails if a page breaks the CSP or throws."""
+    context = playwright_driver.chromium.launch_persistent_context(
+        tmp_path / "profile",
+        executable_path=str(CHROMIUM),
+        headless=True,
+        args=CHROMIUM_ARGS,
+        accept_downloads=True,
+        viewport={"width": 1280, "height": 900},
+    )
+    context.set_default_timeout(30_000)
+    problems: list[str] = []
+    context.on("weberror", lambda error: problems.append(f"uncaught: {error.error}"))
+    context.on(
+        "console",
+        lambda message: problems.append(message.text) if _policy_violation(message) else None,
+    )
+    yield context
+    context.close()
+    assert not problems, problems
+
+
+def sign_in(page: Page, base_url: str, key: str = KEY_A) -> None:
+    """Open the console and sign in with ``key``."""
+    page.goto(f"{base_url}/console")
+    page.fill("#signin-key", key)
+    page.click("#signin-form button[type=submit]")
+    page.wait_for_selector("#view-jobs:not([hidden])")
+
+
+def set_pace(simulator: object, **config: float) -> None:
+    """Change the simulator's config (``tokens_per_second``, ...) for this test."""
+    base_url = simulator.base_url  # type: ignore[attr-defined]
+    httpx.put(f"{base_url}/_sim/config", json=config).raise_for_status()
+
+
+@pytest.fixture
+def api_process(settings: Settings) -> Iterator[ApiProcess]:
+    """`aijobs api` as its own process, which a test can kill and start again."""
+    api = ApiProcess(
+        free_port(),
+        clean_env(
+            REDIS_URL=settings.require_redis_url(),
+            DATABASE_URL=settings.database_url,
+            AIJOBS_API_KEYS=settings.api_keys.get_secret_value(),
+            AIJOBS_TOKEN_SECRET=TOKEN_SECRET,
+        ),
+    )
+    api.start()
+    yield api
+    api.stop()
+
+
+@pytest.fixture
+def proxy(api_process: ApiProcess) -> Iterator[TcpProxy]:
+    """A relay in front of the API process: the browser talks to it, the test cuts it."""
+    with TcpProxy(api_process.port) as relay:
+        yield relay
+
+
+def screenshot_path(tmp_path: Path, name: str) -> Path:
+    """Where a screenshot goes: ops/screenshots/ when AIJOBS_UPDATE_SCREENSHOTS=1 (kept in
+    the repo for the README), else the test's temporary folder (a run leaves no diff)."""
+    if os.environ.get("AIJOBS_UPDATE_SCREENSHOTS") == "1":
+        return REPO / "ops" / "screenshots" / name
+    return tmp_path / name
