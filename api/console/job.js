@@ -121,6 +121,14 @@ export class JobPage {
       connecting: 'connecting…', live: 'live', reconnecting: 'reconnecting…',
       closed: 'closed', 'gave up': 'stream closed (the token may have expired)',
     };
+    const previous = this.root.dataset.streamState;
+    const after = this.state ? this.state.lastId : 0;
+    // Breaks and resumptions go in the log, so the page tells where the stream picked up.
+    if (state === 'reconnecting' && previous === 'live') {
+      this.log('·', 'connection', `lost after #${after}: reconnecting`);
+    } else if (state === 'live' && previous === 'reconnecting') {
+      this.log('·', 'connection', `back: resuming after #${after}`);
+    }
     const node = $('job-conn');
     node.textContent = labels[state] || state;
     node.className = `conn conn-${state.replace(' ', '-')}`;
@@ -188,8 +196,9 @@ export class JobPage {
   }
 
   log(id, type, text) {
+    const label = typeof id === 'number' ? `#${id}` : id;
     $('job-log').append(h('li', { dataset: { event: type } },
-      h('span', { class: 'log-id' }, `#${id}`), h('span', { class: 'log-type' }, type), text));
+      h('span', { class: 'log-id' }, label), h('span', { class: 'log-type' }, type), text));
   }
 
   renderJob() {

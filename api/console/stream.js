@@ -136,7 +136,7 @@ export class EventFeed {
     const url = `${jobPath(this.jobId, '/events')}?token=${encodeURIComponent(this.token)}${after}`;
     const source = new EventSource(url);
     this.source = source;
-    this.onState('connecting');
+    this.onState(this.opens || this.failures ? 'reconnecting' : 'connecting');
     source.addEventListener('open', () => {
       this.opens += 1;
       this.onState('live');

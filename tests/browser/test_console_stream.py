@@ -16,7 +16,7 @@ from playwright.sync_api import BrowserContext, Page, Request
 from tests.browser.conftest import screenshot_path, set_pace, sign_in
 from tests.browser.proxy import TcpProxy
 from tests.conftest import KEY_A
-from tests.support import ApiProcess
+from tests.support import ApiProcess, wait_for
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -144,3 +144,123 @@ def _png_size(path: Path) -> tuple[int, int]:
     )[0]
     width, height = struct.unpack(">II", head[16:24])
     return width, height
+
+
+def test_the_event_source_is_closed_on_done_and_never_reconnects(
+    browser: BrowserContext, api_url: str, simulator: Any
+) -> None:
+    page = browser.new_page()
+    page.add_init_script(WATCH_EVENT_SOURCES)
+    requests: list[Request] = []
+    page.on("request", lambda request: requests.append(request))
+    sign_in(page, api_url)
+    submit_generate(page, "a short one", max_tokens=8)
+    wait_data(page, "d.finished === 'true'")
+
+    sources = page.evaluate(
+        "() => watchedEventSources.map(s => ({state: s.readyState, closedByPage: s.closedByPage}))"
+    )
+    assert sources == [{"state": 2, "closedByPage": True}]  # 2: EventSource.CLOSED
+    assert len(event_requests(requests)) == 1
+    # Watch longer than the stream's `retry: 2000`: a second job paced to ~3 s runs through
+    # the same API meanwhile. An EventSource left open would have reconnected by its end.
+    set_pace(simulator, tokens_per_second=10)
+    body = {"kind": "generate", "model": "m", "max_tokens": 30,
+            "messages": [{"role": "user", "content": "meanwhile"}]}  # fmt: skip
+    other = httpx.post(f"{api_url}/v1/jobs", json=body, headers=AUTH, timeout=10).json()
+    wait_for(lambda: get_job(api_url, other["id"])["finished_at"], timeout_s=30, interval_s=0.2)
+    assert len(event_requests(requests)) == 1
+    assert page.evaluate("() => watchedEventSources.length") == 1
+    assert job_data(page)["streamState"] == "closed"
+
+
+def test_a_read_only_link_follows_one_job_without_the_key(
+    browser: BrowserContext, api_url: str
+) -> None:
+    page = browser.new_page()
+    sign_in(page, api_url)
+    job_id = submit_generate(page, "share this one", max_tokens=40)
+    page.click("#job-share")
+    page.wait_for_selector("#job-share-link:not([hidden])")
+    link = page.get_attribute("#job-share-link", "href")
+    assert link and f"#job={job_id}&token=" in link and KEY_A not in link
+
+    # A new tab has its own (empty) sessionStorage: it holds the token, never the key.
+    viewer = browser.new_page()
+    requests: list[Request] = []
+    viewer.on("request", lambda request: requests.append(request))
+    viewer.goto(link)
+    wait_data(viewer, "d.finished === 'true'")
+    job = get_job(api_url, job_id)
+    assert viewer.text_content("#job-text") == job["result"]["text"]
+    assert viewer.locator("#read-only-badge").is_visible()
+    for hidden in ("#nav", "#job-cancel", "#job-share", "#job-meta", "#view-signin"):
+        assert not viewer.locator(hidden).is_visible(), hidden
+    assert viewer.evaluate("() => sessionStorage.length + localStorage.length") == 0
+    api_calls = [r for r in requests if "/v1/" in r.url]
+    assert api_calls and all(urlsplit(r.url).path.endswith("/events") for r in api_calls)
+    assert not any("authorization" in r.all_headers() for r in api_calls)
+
+
+def test_a_retry_and_its_reset_show_as_they_happen(
+    browser: BrowserContext, api_url: str, simulator: Any
+) -> None:
+    # The provider cuts the first attempt's stream after 6 chunks: the worker retries and
+    # the second attempt opens with a reset, so the page must drop the partial text.
+    set_pace(simulator, tokens_per_second=40)
+    httpx.post(
+        f"{simulator.base_url}/_sim/faults",
+        json={"faults": [{"kind": "cut", "after_chunks": 6, "model": "console-model"}]},
+    ).raise_for_status()
+    page = browser.new_page()
+    sign_in(page, api_url)
+    job_id = submit_generate(page, "a story that breaks once", max_tokens=30)
+    wait_data(page, "d.finished === 'true'")
+    job = get_job(api_url, job_id)
+    assert job["status"] == "succeeded" and job["attempts"] == 2
+    assert page.text_content("#job-text") == job["result"]["text"]
+    retrying = page.locator("#job-log li[data-event=status]", has_text="retrying")
+    assert retrying.count() == 1 and " next in " in retrying.inner_text()
+    assert page.locator("#job-log li[data-event=reset]", has_text="attempt 2").count() == 1
+    assert job_data(page)["anomalies"] == "0"
+
+
+def test_the_protocol_state_handles_resets_with_text_and_repeated_ids(
+    browser: BrowserContext, api_url: str
+) -> None:
+    page = browser.new_page()
+    page.goto(f"{api_url}/console")
+    outcome = page.evaluate(
+        """async () => {
+          const { JobState, describeStatus } = await import('/console/stream.js');
+          const state = new JobState();
+          const events = [
+            [1, 'status', {status: 'running', attempt: 1}],
+            [2, 'delta', {text: 'Hello', attempt: 1}],
+            [3, 'delta', {text: ' wrld', attempt: 1}],
+            [3, 'delta', {text: ' wrld', attempt: 1}],
+            [4, 'reset', {attempt: 1, round: 1, text: 'Hello'}],
+            [5, 'delta', {text: ' world', attempt: 1}],
+            [7, 'reset', {attempt: 2}],
+            [8, 'delta', {text: 'Hi', attempt: 2}],
+          ];
+          const applied = events.map(([id, type, data]) => state.apply(id, type, data));
+          return {
+            applied, text: state.text, duplicates: state.duplicates, gaps: state.gaps,
+            afterTextReset: (() => {
+              const s = new JobState();
+              s.apply(1, 'delta', {text: 'old'});
+              s.apply(2, 'reset', {attempt: 1, round: 1, text: 'Hello'});
+              s.apply(3, 'delta', {text: ' world'});
+              return s.text;
+            })(),
+            retry: describeStatus(
+              {status: 'retrying', attempt: 2, reason: 'server_error', wait_s: 1.5}),
+          };
+        }"""
+    )
+    assert outcome["applied"] == [True, True, True, False, True, True, True, True]
+    assert outcome["text"] == "Hi"
+    assert outcome["afterTextReset"] == "Hello world"
+    assert (outcome["duplicates"], outcome["gaps"]) == (1, 1)
+    assert outcome["retry"] == "retrying (server_error): attempt 2 next in 1.5 s"
