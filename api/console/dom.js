@@ -33,14 +33,18 @@ export function say(node, message) {
   node.hidden = !message;
 }
 
-const dateTime = new Intl.DateTimeFormat(undefined, {
-  year: 'numeric', month: '2-digit', day: '2-digit',
-  hour: '2-digit', minute: '2-digit', second: '2-digit',
-});
+const pad = (n) => String(n).padStart(2, '0');
 
-/** A timestamp of the API (ISO 8601) in the reader's time zone; a dash when unset. */
+/**
+ * A timestamp of the API (ISO 8601) in the reader's time zone, `2025-01-31 14:05:09`
+ * (`14:05:09` alone when it is today); a dash when unset. The full value is in `title`.
+ */
 export function formatTime(iso) {
-  return iso ? dateTime.format(new Date(iso)) : '—';
+  if (!iso) return '—';
+  const t = new Date(iso);
+  const time = `${pad(t.getHours())}:${pad(t.getMinutes())}:${pad(t.getSeconds())}`;
+  if (t.toDateString() === new Date().toDateString()) return time;
+  return `${t.getFullYear()}-${pad(t.getMonth() + 1)}-${pad(t.getDate())} ${time}`;
 }
 
 /** A status badge; its class picks the colour. */

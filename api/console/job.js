@@ -168,7 +168,7 @@ export class JobPage {
         break;
       case 'result':
         this.renderResult(data);
-        this.log(id, type, 'result');
+        this.log(id, type, describeResult(data));
         break;
       case 'error':
         this.renderError(data);
@@ -350,4 +350,12 @@ function kindOfResult(result) {
   if ('data' in result) return 'extract';
   if ('count' in result && 'dimensions' in result) return 'embed';
   return null;
+}
+
+/** One line for the log: what the result is (the page shows it whole below). */
+function describeResult(result) {
+  if (typeof result.text === 'string') return `${result.text.length} characters, finish reason ${result.finish_reason}`;
+  if ('data' in result) return 'JSON, valid against the schema';
+  if ('count' in result) return `${result.count} vectors of ${result.dimensions} dimensions`;
+  return 'result';
 }

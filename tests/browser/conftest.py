@@ -7,18 +7,15 @@ machine that lost it cannot pass them by accident.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-from playwright.sync_api import BrowserContext, ConsoleMessage, Page, Playwright, sync_playwright
+from playwright.sync_api import BrowserContext, ConsoleMessage, Playwright, sync_playwright
 
 from aijobs.devtools.redis_server import free_port
 from aijobs.settings import Settings
 from tests.browser.proxy import TcpProxy
-from tests.conftest import KEY_A
 from tests.support import ApiProcess, clean_env
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -35,7 +32,6 @@ CHROMIUM_ARGS = [
 #: Signs event tokens in the API process the tests restart: the same secret on both sides
 #: of a restart is what lets a browser's token outlive the process that issued it.
 TOKEN_SECRET = "browser-tests-token-secret-0123456789abcdef"
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
@@ -77,20 +73,6 @@ def browser(playwright_driver: Playwright, tmp_path: Path) -> Iterator[BrowserCo
     assert not problems, problems
 
 
-def sign_in(page: Page, base_url: str, key: str = KEY_A) -> None:
-    """Open the console and sign in with ``key``."""
-    page.goto(f"{base_url}/console")
-    page.fill("#signin-key", key)
-    page.click("#signin-form button[type=submit]")
-    page.wait_for_selector("#view-jobs:not([hidden])")
-
-
-def set_pace(simulator: object, **config: float) -> None:
-    """Change the simulator's config (``tokens_per_second``, ...) for this test."""
-    base_url = simulator.base_url  # type: ignore[attr-defined]
-    httpx.put(f"{base_url}/_sim/config", json=config).raise_for_status()
-
-
 @pytest.fixture
 def api_process(settings: Settings) -> Iterator[ApiProcess]:
     """`aijobs api` as its own process, which a test can kill and start again."""
@@ -113,11 +95,3 @@ def proxy(api_process: ApiProcess) -> Iterator[TcpProxy]:
     """A relay in front of the API process: the browser talks to it, the test cuts it."""
     with TcpProxy(api_process.port) as relay:
         yield relay
-
-
-def screenshot_path(tmp_path: Path, name: str) -> Path:
-    """Where a screenshot goes: ops/screenshots/ when AIJOBS_UPDATE_SCREENSHOTS=1 (kept in
-    the repo for the README), else the test's temporary folder (a run leaves no diff)."""
-    if os.environ.get("AIJOBS_UPDATE_SCREENSHOTS") == "1":
-        return REPO / "ops" / "screenshots" / name
-    return tmp_path / name

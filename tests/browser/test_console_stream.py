@@ -11,16 +11,23 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from playwright.sync_api import BrowserContext, Page, Request
+from playwright.sync_api import BrowserContext, Request
 
-from tests.browser.conftest import screenshot_path, set_pace, sign_in
+from tests.browser.console import (
+    AUTH,
+    get_job,
+    job_data,
+    screenshot_path,
+    set_pace,
+    sign_in,
+    submit_generate,
+    wait_data,
+)
 from tests.browser.proxy import TcpProxy
 from tests.conftest import KEY_A
 from tests.support import ApiProcess, wait_for
 
 pytestmark = pytest.mark.usefixtures("worker")
-
-AUTH = {"Authorization": f"Bearer {KEY_A}"}
 
 #: Wraps the page's EventSource so the test sees every instance and whether the page
 #: itself closed it (injected before the console's scripts, outside its CSP).
@@ -43,40 +50,6 @@ WATCH_EVENT_SOURCES = """
   window.watchedEventSources = made;
 })();
 """
-
-
-def job_data(page: Page) -> dict[str, str]:
-    """The job page's state attributes (``data-*`` of ``#view-job``)."""
-    data: dict[str, str] = page.eval_on_selector("#view-job", "node => ({...node.dataset})")
-    return data
-
-
-def wait_data(page: Page, condition: str, timeout_ms: float = 30_000) -> None:
-    """Wait until a JS condition over ``d`` (the job page's dataset) holds."""
-    page.wait_for_function(
-        f"() => {{ const d = document.getElementById('view-job').dataset; return {condition}; }}",
-        timeout=timeout_ms,
-    )
-
-
-def submit_generate(page: Page, prompt: str, max_tokens: int) -> str:
-    """Submit a generate job through the form; the job page opens. Returns the job id."""
-    page.click("#nav a[data-nav=new]")
-    page.select_option("#new-kind", "generate")
-    page.fill("#new-model", "console-model")
-    page.fill("#new-prompt", prompt)
-    page.fill("#new-max-tokens", str(max_tokens))
-    page.click("#new-submit")
-    page.wait_for_selector("#view-job:not([hidden])")
-    wait_data(page, "d.streamState === 'live' || d.finished === 'true'")
-    return page.inner_text("#job-id").strip()
-
-
-def get_job(base_url: str, job_id: str) -> dict[str, Any]:
-    answer = httpx.get(f"{base_url}/v1/jobs/{job_id}", headers=AUTH, timeout=10)
-    answer.raise_for_status()
-    job: dict[str, Any] = answer.json()
-    return job
 
 
 def event_requests(requests: list[Request]) -> list[Request]:
