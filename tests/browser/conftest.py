@@ -47,11 +47,19 @@ def playwright_driver() -> Iterator[Playwright]:
 
 def _policy_violation(message: ConsoleMessage) -> bool:
     text = message.text
-    return "Content Security Policy" in text or "Trusted Type" in text
+    return "Content Security Policy" in text or "Trusted" in text
 
 
 @pytest.fixture
-def browser(playwright_driver: Playwright, tmp_path: Path) -> Iterator[BrowserContext]:
+def browser_problems() -> list[str]:
+    """CSP violations and uncaught errors the browser reported; the test fails on any left."""
+    return []
+
+
+@pytest.fixture
+def browser(
+    playwright_driver: Playwright, tmp_path: Path, browser_problems: list[str]
+) -> Iterator[BrowserContext]:
     """A fresh Chromium profile; the test fails if a page breaks the CSP or throws."""
     context = playwright_driver.chromium.launch_persistent_context(
         tmp_path / "profile",
@@ -62,7 +70,7 @@ def browser(playwright_driver: Playwright, tmp_path: Path) -> Iterator[BrowserCo
         viewport={"width": 1280, "height": 900},
     )
     context.set_default_timeout(30_000)
-    problems: list[str] = []
+    problems = browser_problems
     context.on("weberror", lambda error: problems.append(f"uncaught: {error.error}"))
     context.on(
         "console",

@@ -69,6 +69,41 @@ def test_the_console_is_served_under_a_strict_policy(api_url: str) -> None:
     assert "/console" not in httpx.get(f"{api_url}/openapi.json").json()["paths"]
 
 
+def test_the_browser_enforces_the_policy_on_the_console(
+    browser: BrowserContext, api_url: str, browser_problems: list[str]
+) -> None:
+    page = browser.new_page()
+    page.goto(f"{api_url}/console")
+    page.wait_for_selector("#view-signin:not([hidden])")
+    blocked = page.evaluate(
+        """async () => {
+          const seen = [];
+          document.addEventListener('securitypolicyviolation',
+            (e) => seen.push(e.effectiveDirective));
+          let script = 'allowed';
+          try {
+            document.createElement('script').src = 'http://127.0.0.2:9/elsewhere.js';
+          } catch (e) { script = e.name; }
+          document.body.append(Object.assign(document.createElement('img'),
+            { src: 'http://127.0.0.2:9/pixel.png' }));
+          document.body.setAttribute('style', 'color: red');
+          let fetched = 'allowed';
+          try { await fetch('http://127.0.0.2:9/'); } catch { fetched = 'refused'; }
+          let html = 'allowed';
+          try { document.body.innerHTML = '<b>x</b>'; } catch (e) { html = e.name; }
+          await new Promise((resolve) => setTimeout(resolve, 100));
+          return { seen: [...new Set(seen)].sort(), fetched, html, script };
+        }"""
+    )
+    # Trusted Types: no string may become markup or a script URL.
+    assert blocked["html"] == "TypeError" and blocked["script"] == "TypeError"
+    assert blocked["fetched"] == "refused"
+    assert {"connect-src", "img-src", "style-src-attr"} <= set(blocked["seen"]), blocked
+    # The fixture's watch saw them too (and would fail any other test on one): clear it.
+    assert any("Content Security Policy" in p for p in browser_problems)
+    browser_problems.clear()
+
+
 def test_the_key_lives_in_this_tabs_session_storage_only(
     browser: BrowserContext, api_url: str
 ) -> None:

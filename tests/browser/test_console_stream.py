@@ -237,3 +237,42 @@ def test_the_protocol_state_handles_resets_with_text_and_repeated_ids(
     assert outcome["afterTextReset"] == "Hello world"
     assert (outcome["duplicates"], outcome["gaps"]) == (1, 1)
     assert outcome["retry"] == "retrying (server_error): attempt 2 next in 1.5 s"
+
+
+def test_cancel_stops_a_running_job_from_its_page(
+    browser: BrowserContext, api_url: str, simulator: Any
+) -> None:
+    set_pace(simulator, tokens_per_second=10)
+    page = browser.new_page()
+    sign_in(page, api_url)
+    job_id = submit_generate(page, "a story nobody finishes", max_tokens=200)
+    wait_data(page, "Number(d.lastEventId) >= 3")
+    page.click("#job-cancel")
+    wait_data(page, "d.finished === 'true'")
+    assert page.text_content("#job-note") == "cancel requested: the job stops at its next chunk"
+    job = get_job(api_url, job_id)
+    assert job["status"] == "cancelled"
+    assert page.locator("#job-status .status-cancelled").is_visible()
+    assert not page.locator("#job-cancel").is_visible()
+    assert page.locator("#job-log li[data-event=done]").inner_text().endswith("cancelled")
+    partial = page.text_content("#job-text") or ""
+    assert 0 < len(partial.split()) < 200
+
+
+def test_a_failed_job_shows_its_error(
+    browser: BrowserContext, api_url: str, simulator: Any
+) -> None:
+    httpx.post(
+        f"{simulator.base_url}/_sim/faults",
+        json={"faults": [{"kind": "insufficient_quota", "model": "console-model"}]},
+    ).raise_for_status()
+    page = browser.new_page()
+    sign_in(page, api_url)
+    job_id = submit_generate(page, "no quota left", max_tokens=10)
+    wait_data(page, "d.finished === 'true'")
+    job = get_job(api_url, job_id)
+    assert job["status"] == "failed"
+    shown = page.text_content("#job-error") or ""
+    assert shown.startswith(job["error"]["code"]) and job["error"]["message"] in shown
+    assert page.locator("#job-status .status-failed").is_visible()
+    assert not page.is_visible("#job-result-box")
