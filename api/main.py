@@ -10,7 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from aijobs.api.errors import install_error_handlers
 from aijobs.api.limits import BodySizeLimit
-from aijobs.api.routes import events, health, jobs, metrics
+from aijobs.api.routes import console, events, health, jobs, metrics
 from aijobs.api.state import ApiState
 from aijobs.settings import Settings
 
@@ -49,4 +49,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics.router)
     app.include_router(jobs.router)
     app.include_router(events.router)
+    app.include_router(console.router)
     return app
