@@ -3,13 +3,14 @@
 - processes: :class:`Harness` (a working directory and every child started through it:
   ``start_redis``, ``sqlite_url``, ``start_simulator``, ``start_api``, ``start_worker``,
   ``start_celery_worker``, ``spawn``; ``close`` stops them all by process group),
-  :class:`Child` / :class:`Service` / :class:`Worker`, :func:`spawn`, :func:`aijobs_argv`
+  :class:`Child` / :class:`Service` / :class:`Worker`, :func:`spawn`, :class:`LinePipe`
+  (a READY/GO/DONE line protocol with a child), :func:`aijobs_argv`
   (``python -P -m aijobs.cli ...``), :func:`api_supports_workers`;
 - environment: :func:`child_env` (no inherited ``AIJOBS_`` or proxy variables);
 - waiting: :func:`wait_for`, :func:`wait_url`, :func:`url_answers`,
   :func:`wait_worker_ready` (a dead child fails the wait at once, with its log tail);
 - in this process: :func:`serve_in_thread`, :func:`running_simulator`;
-- figures: :func:`tree_cpu`, :class:`CpuMeter` (user+sys of process trees),
+- figures: :func:`tree_cpu`, :class:`CpuMeter` (user+sys of process trees), :func:`own_cpu`,
   :func:`percentiles`, :func:`max_overlap`, :class:`Figure`, :func:`figures_table`,
   :func:`markdown_table`, :func:`write_json`.
 
@@ -29,10 +30,17 @@ Example::
         print(meter.stop()["worker"].total)
 """
 
-from aijobs.devtools.harness.cpu import CpuMeter, CpuTimes, cpu_diff, cpu_snapshot, tree_cpu
+from aijobs.devtools.harness.cpu import (
+    CpuMeter,
+    CpuTimes,
+    cpu_diff,
+    cpu_snapshot,
+    own_cpu,
+    tree_cpu,
+)
 from aijobs.devtools.harness.env import child_env
 from aijobs.devtools.harness.inthread import InThreadServer, running_simulator, serve_in_thread
-from aijobs.devtools.harness.process import Child, HarnessError, aijobs_argv, spawn
+from aijobs.devtools.harness.process import Child, HarnessError, LinePipe, aijobs_argv, spawn
 from aijobs.devtools.harness.report import (
     Figure,
     figures_table,
@@ -60,6 +68,7 @@ __all__ = [
     "Harness",
     "HarnessError",
     "InThreadServer",
+    "LinePipe",
     "Percentiles",
     "RedisServer",
     "Service",
@@ -74,6 +83,7 @@ __all__ = [
     "free_port",
     "markdown_table",
     "max_overlap",
+    "own_cpu",
     "percentile",
     "percentiles",
     "ratio",

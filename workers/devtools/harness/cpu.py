@@ -76,3 +76,9 @@ class CpuMeter:
     def stop(self) -> dict[str, CpuTimes]:
         """CPU used by each tree since ``start()``."""
         return cpu_diff(self.before, cpu_snapshot(self.pids))
+
+
+def own_cpu() -> CpuTimes:
+    """CPU so far of this process alone (not its children: those are the measured ones)."""
+    t = psutil.Process().cpu_times()
+    return CpuTimes(t.user, t.system)

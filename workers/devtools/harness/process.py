@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,3 +124,48 @@ def spawn(
             start_new_session=True,
         )
     return Child(name, process, log_path)
+
+
+class LinePipe:
+    """A line protocol with a child spawned with ``pipe_stdin`` and ``pipe_stdout``.
+
+    Its stdout is read by a daemon thread, so waiting for a word has a deadline and notices
+    the child's death instead of blocking on a pipe.
+    """
+
+    def __init__(self, child: Child) -> None:
+        if child.process.stdout is None or child.process.stdin is None:
+            raise HarnessError(f"{child.name} was not spawned with pipes")
+        self.child = child
+        self.lines: queue.Queue[str] = queue.Queue()
+        stdout = child.process.stdout
+
+        def pump() -> None:
+            for raw in stdout:
+                self.lines.put(raw.decode(errors="replace").strip())
+
+        threading.Thread(target=pump, name=f"lines-{child.name}", daemon=True).start()
+
+    def expect(self, word: str, timeout_s: float) -> str:
+        """The next line whose first word is ``word`` (other lines are skipped)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                line = self.lines.get(timeout=0.2)
+            except queue.Empty:
+                if not self.child.alive() and self.lines.empty():
+                    raise HarnessError(f"before {word}: {self.child.describe_exit()}") from None
+                if time.monotonic() > deadline:
+                    raise HarnessError(
+                        f"no {word} from {self.child.name} within {timeout_s:g}s"
+                    ) from None
+                continue
+            if line.split(" ", 1)[0] == word:
+                return line
+
+    def send(self, line: str) -> None:
+        """Write one line to the child's stdin."""
+        stdin = self.child.process.stdin
+        assert stdin is not None  # checked in __init__
+        stdin.write(line.encode() + b"\n")
+        stdin.flush()

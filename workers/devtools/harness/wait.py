@@ -17,7 +17,7 @@ def wait_for(
     predicate: Callable[[], T],
     *,
     timeout_s: float = 30.0,
-    what: str = "condition",
+    what: str = "a condition",
     interval_s: float = 0.05,
     watch: Iterable[Child] = (),
 ) -> T:
@@ -36,7 +36,7 @@ def wait_for(
             if not child.alive():
                 raise HarnessError(f"waiting for {what}: {child.describe_exit()}")
         if time.monotonic() > deadline:
-            raise HarnessError(f"{what} not met within {timeout_s:g}s")
+            raise HarnessError(f"timed out after {timeout_s:g}s waiting for {what}")
         time.sleep(interval_s)
 
 
