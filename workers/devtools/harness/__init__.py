@@ -14,6 +14,8 @@
   :func:`percentiles`, :func:`max_overlap`, :class:`Figure`, :func:`figures_table`,
   :func:`markdown_table`, :func:`write_json`.
 
+It needs psutil, which the ``test`` and ``bench`` extras install (the runtime does not).
+
 Example::
 
     with Harness(tmp_path) as h:
