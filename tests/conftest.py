@@ -3,11 +3,8 @@ DATABASE_URL), the simulator over HTTP, a real Celery worker and the API over HT
 
 from __future__ import annotations
 
-import asyncio
 import os
-import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,8 +17,9 @@ from celery.contrib.testing.worker import start_worker
 from sqlalchemy import text
 
 from aijobs.api.main import create_app
-from aijobs.devtools.redis_server import RedisServer, start_redis
-from aijobs.devtools.simulator import RunningSimulator, SimulatorConfig, running_simulator
+from aijobs.devtools.harness import Harness, RedisServer, running_simulator
+from aijobs.devtools.harness import serve_in_thread as harness_serve_in_thread
+from aijobs.devtools.simulator import RunningSimulator, SimulatorConfig
 from aijobs.settings import RateLimit, Settings
 from aijobs.store import Database, JobRepository
 from aijobs.store.db import make_engine
@@ -36,10 +34,15 @@ LIMITED_MODEL = "limited-model"
 
 
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = start_redis(tmp_path_factory.mktemp("redis"))
-    yield server
-    server.stop()
+def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
+    """The session's processes (its Redis): all stopped at the end, whatever happened."""
+    with Harness(tmp_path_factory.mktemp("harness")) as h:
+        yield h
+
+
+@pytest.fixture(scope="session")
+def redis_server(harness: Harness) -> RedisServer:
+    return harness.start_redis()
 
 
 @pytest.fixture(scope="session")
@@ -155,21 +158,9 @@ def worker(worker_app: Celery) -> Iterator[Celery]:
 
 
 def serve_in_thread(app: object) -> tuple[uvicorn.Server, threading.Thread, str]:
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=1)  # type: ignore[arg-type]
-    )
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("API did not start")
-        time.sleep(0.02)
-    return server, thread, f"http://127.0.0.1:{port}"
+    """The API (or any ASGI app) on a free port, in a daemon thread of this process."""
+    served = harness_serve_in_thread(app)
+    return served.server, served.thread, served.url
 
 
 @pytest.fixture(scope="session")

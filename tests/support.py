@@ -1,20 +1,20 @@
-"""Helpers shared by the tests: an SSE reader and waits on conditions."""
+"""Helpers shared by the tests: an SSE reader, and the harness's waits and processes."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any
 
 import httpx
 
-T = TypeVar("T")
+from aijobs.devtools.harness import Harness, Service, child_env, wait_for
+
+__all__ = ["ApiProcess", "SseEvent", "clean_env", "iter_sse", "read_events",
+           "text_after_last_reset", "wait_for"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -67,18 +67,6 @@ def read_events(
     return events
 
 
-def wait_for(predicate: Callable[[], T], *, timeout_s: float = 30.0, interval_s: float = 0.05) -> T:
-    """Poll until ``predicate`` returns something truthy; fail after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s}s")
-        time.sleep(interval_s)
-
-
 def text_after_last_reset(events: list[Any]) -> str:
     """The concatenated delta text after the last reset, as a client rebuilds it."""
     text: list[str] = []
@@ -90,18 +78,9 @@ def text_after_last_reset(events: list[Any]) -> str:
     return "".join(text)
 
 
-def answers(url: str) -> bool:
-    """True if ``url`` answers 200 right now."""
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def clean_env(**variables: str) -> dict[str, str]:
     """This process's environment without any AIJOBS_ setting, plus ``variables``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIJOBS_")}
-    return env | variables
+    return child_env(extra=variables)
 
 
 class ApiProcess:
@@ -111,28 +90,27 @@ class ApiProcess:
         self.port = port
         self.env = env
         self.url = f"http://127.0.0.1:{port}"
-        self.procs: list[subprocess.Popen[bytes]] = []
+        # Its logs live as long as it does: in a directory removed by stop().
+        self._logs = tempfile.TemporaryDirectory(prefix="aijobs-api-")
+        self.harness = Harness(Path(self._logs.name))
+        self.procs: list[Service] = []
 
     def start(self) -> None:
         """Start it and wait until it answers."""
+        name = f"api-{len(self.procs)}"
         self.procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "aijobs.cli", "api", "--port", str(self.port)],
-                env=self.env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+            self.harness.start_api(
+                self.env, port=self.port, name=name, ready_path="/healthz", timeout_s=30
             )
         )
-        wait_for(lambda: answers(f"{self.url}/healthz"), timeout_s=30)
 
     def kill(self) -> None:
         """SIGKILL the running process: the API dies mid-whatever."""
         self.procs[-1].kill()
-        self.procs[-1].wait()
 
     def stop(self) -> None:
         """Stop every process it started."""
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                proc.wait(15)
+        try:
+            self.harness.close()
+        finally:
+            self._logs.cleanup()

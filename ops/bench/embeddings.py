@@ -1,25 +1,19 @@
-"""Embeddings benchmark: many short texts through the whole system and through direct SDK calls.
+"""Embeddings: one ``embed`` job through API and worker against direct SDK calls.
 
-    python ops/bench/embeddings.py [--texts 100000] [--dimensions 256] [--concurrency 4]
-                                   [--json PATH]
+A private Redis, a fresh SQLite store, the simulator, ``aijobs api`` and ``aijobs worker
+--queues embed --concurrency 4`` (``AIJOBS_EMBED_CONCURRENCY=--embed-concurrency``,
+batches of 2048), then, on the same texts:
 
-Starts a private Redis, a fresh SQLite job store, the simulator (its own process),
-``aijobs api`` and ``aijobs worker --queues embed --concurrency 4`` (with
-``AIJOBS_EMBED_CONCURRENCY=--concurrency`` and ``AIJOBS_EMBED_BATCH_SIZE=2048``), then, one
-after the other, on the same texts:
-
-* system: ``POST /v1/jobs`` (one ``embed`` job with every text), follow
-  ``GET /v1/jobs/{id}/events`` until ``done``, then ``GET /v1/jobs/{id}`` (floats) and, timed
-  apart, ``GET /v1/jobs/{id}?format=base64`` (decoded to floats by the client);
+* system: ``POST /v1/jobs`` (one job with every text), follow ``GET /v1/jobs/{id}/events``
+  until ``done``, then ``GET /v1/jobs/{id}`` (floats) and, timed apart, ``?format=base64``;
 * direct: ``openai.OpenAI(max_retries=0).embeddings.create`` over the same batches
-  (``aijobs.kinds.embed.plan_batches``, 2048 inputs a request) from ``--concurrency``
-  threads, vectors collected in input order.
+  (``aijobs.kinds.embed.plan_batches``) from ``--embed-concurrency`` threads.
 
 The system's time runs from encoding the POST body to the parsed answer of the float GET
-(the base64 variant is shown too); the direct time from the first request to the last
-vectors. Provider requests are the simulator's ``requests_by_model`` for the model, per
-phase. The system's vectors are checked against the direct ones on a sample of indices
-(the simulator is deterministic per text). CPU seconds per process come from psutil.
+(the base64 variant too); the direct time from the first request to the last vectors.
+Provider requests are the simulator's count for the model, per phase. The system's
+vectors are checked against the direct ones on a sample of indices (the simulator is
+deterministic per text).
 """
 
 from __future__ import annotations
@@ -31,49 +25,36 @@ import gc
 import json
 import random
 import sys
-import tempfile
 import threading
 import time
-import uuid
 from array import array
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
-import psutil
 
-from aijobs.devtools.redis_server import RedisServer, free_port, start_redis
+from aijobs.devtools.harness import (
+    CpuMeter,
+    Harness,
+    HarnessError,
+    Service,
+    Worker,
+    child_env,
+    own_cpu,
+)
 from aijobs.kinds.embed import plan_batches
 from aijobs.settings import Settings
-from aijobs.store.migrate import upgrade
-from aijobs.worker.celery_app import create_celery_app
-
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-from streaming import (  # noqa: E402  (ops/bench is not a package)
-    BenchError,
-    Child,
-    aijobs_command,
-    child_env,
-    cpu_seconds,
-    sigterm_as_interrupt,
-    spawn,
-    wait_until,
-    wait_worker_ready,
-)
+from ops.bench.common import Failed, Workload
 
 MODEL = "text-embedding-3-small"
 PROVIDER_KEY = "sk-bench"
-API_KEY = "bench-key"
+API_KEY = "bench-key-0123456789"
 BATCH_SIZE = 2048
 WORKER_CONCURRENCY = 4
 TOLERANCE = 1e-6
-SAMPLE = 1000
 
 _WORDS = (
     "parcel", "arrived", "late", "but", "intact", "refund", "request", "invoice", "wrong", "size",
@@ -82,8 +63,6 @@ _WORDS = (
 )  # fmt: skip
 
 
-class Failed(RuntimeError):
-    """A phase ran but its answer is wrong (a failed job, missing vectors)."""
 
 
 def settle_gc() -> None:
@@ -98,26 +77,30 @@ def make_texts(count: int) -> list[str]:
     return [f"ticket {i}: {' '.join(rng.choices(_WORDS, k=4 + i % 4))}" for i in range(count)]
 
 
+
 # -- the system under test ---------------------------------------------------------------
 
 
 @dataclass
 class Stack:
-    """The processes of one run and how to reach them."""
+    """The processes of the run and how to reach them."""
 
-    tmp: Path
-    redis: RedisServer
-    database_url: str
-    sim: Child
-    sim_base: str
-    api: Child
-    api_base: str
-    worker: Child
-    children: list[Child] = field(default_factory=list)
+    redis_pid: int
+    sim: Service
+    api: Service
+    worker: Worker
+
+    @property
+    def sim_base(self) -> str:
+        return self.sim.url
+
+    @property
+    def api_base(self) -> str:
+        return self.api.url
 
     def sim_api(self, method: str, path: str) -> dict[str, Any]:
         response = httpx.request(
-            method, f"{self.sim_base}/_sim/{path}", timeout=10, trust_env=False
+            method, f"{self.sim.url}/_sim/{path}", timeout=10, trust_env=False
         )
         response.raise_for_status()
         return dict(response.json())
@@ -125,93 +108,38 @@ class Stack:
     def provider_requests(self) -> int:
         return int(self.sim_api("GET", "stats").get("requests_by_model", {}).get(MODEL, 0))
 
-    def cpu(self) -> dict[str, float]:
-        """CPU seconds (user+sys, with children) of every process so far, and of this one."""
-        pids = {
-            "api": self.api.pid,
-            "worker": self.worker.pid,
-            "simulator": self.sim.pid,
-            "redis": self.redis.process.pid,
-        }
-        out = {name: sum(cpu_seconds(pid)) for name, pid in pids.items()}
-        me = psutil.Process().cpu_times()
-        out["bench client"] = me.user + me.system
-        return out
+    def meter(self) -> CpuMeter:
+        pids = {"api": self.api.pid, "worker": self.worker.pid, "simulator": self.sim.pid,
+                "redis": self.redis_pid}  # fmt: skip
+        return CpuMeter(pids)
 
     def alive_check(self) -> None:
         for kid in (self.sim, self.api, self.worker):
             if not kid.alive():
-                raise BenchError(f"{kid.name} exited ({kid.process.returncode}):\n{kid.log_tail()}")
+                raise HarnessError(kid.describe_exit())
 
 
-def start_stack(
-    args: argparse.Namespace, tmp: Path, stack: contextlib.ExitStack[bool | None]
-) -> Stack:
-    log_dir = tmp / "logs"
-    log_dir.mkdir()
-    server = start_redis(tmp / "redis")
-    stack.callback(server.stop)
-    database_url = f"sqlite:///{tmp / 'aijobs.db'}"
-    upgrade(database_url)
-    children: list[Child] = []
-    stack.callback(lambda: [kid.stop() for kid in reversed(children)])
-
-    sim_port = free_port()
-    sim_env = child_env(
-        {"AIJOBS_SIM_LATENCY_MS": str(args.latency_ms), "AIJOBS_SIM_RPM_LIMIT": "0"}
-    )
-    sim_argv = [*aijobs_command(), "simulator", "--host", "127.0.0.1", "--port", str(sim_port)]
-    sim = spawn("simulator", sim_argv, sim_env, log_dir)
-    children.append(sim)
-    sim_base = f"http://127.0.0.1:{sim_port}"
-
+def start_stack(h: Harness, args: argparse.Namespace) -> Stack:
+    server = h.start_redis()
+    database_url = h.sqlite_url()
+    sim = h.start_simulator(config={"latency_ms": 0, "rpm_limit": 0})
     env = child_env(
-        {
-            "REDIS_URL": server.url,
-            "DATABASE_URL": database_url,
-            "OPENAI_BASE_URL": f"{sim_base}/v1",
-            "OPENAI_API_KEY": PROVIDER_KEY,
-            "AIJOBS_API_KEYS": f"bench:{API_KEY}",
-            "AIJOBS_EMBED_CONCURRENCY": str(args.concurrency),
-            "AIJOBS_EMBED_BATCH_SIZE": str(BATCH_SIZE),
-            "AIJOBS_EMBED_MAX_INPUTS": str(max(100_000, args.texts)),
-            "AIJOBS_MAX_BODY_BYTES": str(max(16 * 1024 * 1024, 200 * args.texts)),
-            "AIJOBS_LOG_LEVEL": "WARNING",
-        }
+        redis_url=server.url,
+        database_url=database_url,
+        openai_base_url=f"{sim.url}/v1",
+        openai_api_key=PROVIDER_KEY,
+        aijobs={
+            "api_keys": f"bench:{API_KEY}",
+            "embed_concurrency": args.embed_concurrency,
+            "embed_batch_size": BATCH_SIZE,
+            "embed_max_inputs": max(100_000, args.texts),
+            "max_body_bytes": max(16 * 1024 * 1024, 200 * args.texts),
+            "log_level": "WARNING",
+        },
     )
-    api_port = free_port()
-    api_argv = [*aijobs_command(), "api", "--host", "127.0.0.1", "--port", str(api_port)]
-    api = spawn("api", api_argv, env, log_dir)
-    children.append(api)
-    hostname = f"bench-embed-{uuid.uuid4().hex[:8]}@127.0.0.1"
-    worker_argv = [
-        *aijobs_command(),
-        "worker",
-        "--queues",
-        "embed",
-        "--concurrency",
-        str(WORKER_CONCURRENCY),
-        "--hostname",
-        hostname,
-    ]
-    worker = spawn("worker", worker_argv, env, log_dir)
-    children.append(worker)
-    api_base = f"http://127.0.0.1:{api_port}"
-
-    def answers(url: str) -> bool:
-        try:
-            return httpx.get(url, timeout=1.0, trust_env=False).is_success
-        except httpx.HTTPError:
-            return False
-
-    wait_until(lambda: answers(f"{sim_base}/_sim/stats"), 30, "the simulator", sim)
-    wait_until(lambda: answers(f"{api_base}/readyz"), 60, "the API", api)
-    app = create_celery_app(Settings(redis_url=server.url, database_url=database_url))
-    try:
-        wait_worker_ready(app, hostname, worker)
-    finally:
-        app.close()
-    return Stack(tmp, server, database_url, sim, sim_base, api, api_base, worker, children)
+    api = h.start_api(env, workers=args.api_workers)
+    worker = h.start_worker(env, queues="embed", concurrency=WORKER_CONCURRENCY, name="embed")
+    return Stack(server.process.pid, sim, api, worker)
 
 
 # -- phase: the whole system -------------------------------------------------------------
@@ -351,9 +279,9 @@ def follow_until_done(
                 run.t_done = time.time()
                 return str(json.loads(line[5:]).get("status"))
             if time.monotonic() > deadline:
-                raise BenchError(f"timed out after {timeout_s:.0f}s waiting for the job")
+                raise HarnessError(f"timed out after {timeout_s:.0f}s waiting for the job")
             stack.alive_check()
-    raise BenchError("the event stream ended before `done`")
+    raise HarnessError("the event stream ended before `done`")
 
 
 def submit(client: httpx.Client, texts: list[str], dims: int) -> tuple[str, dict[str, Any], int]:
@@ -397,7 +325,9 @@ def run_system(
         stack.sim_api("POST", "reset")
         run = SystemRun()
         settle_gc()
-        cpu_before = stack.cpu()
+        meter = stack.meter()
+        meter.start()
+        own_before = own_cpu()
         run.t_start = time.time()
         body = json.dumps(
             {"kind": "embed", "model": MODEL, "input": texts, "dimensions": args.dimensions},
@@ -415,7 +345,7 @@ def run_system(
         job = response.json()
         run.job_id = job["id"]
         run.created_at = epoch(job["created_at"])
-        run.status = follow_until_done(client, stack, run.job_id, run, args.timeout)
+        run.status = follow_until_done(client, stack, run.job_id, run, 900.0)
 
         probe = HealthProbe(stack.api_base)
         probe.start()
@@ -428,8 +358,8 @@ def run_system(
             del raw
         finally:
             run.healthz_max_s_during_get = probe.stop()
-        cpu_after = stack.cpu()
-        run.cpu = {k: cpu_after[k] - cpu_before[k] for k in cpu_after}
+        run.cpu = {k: t.total for k, t in meter.stop().items()}
+        run.cpu["bench client"] = (own_cpu() - own_before).total
         run.requests = stack.provider_requests()
         run.started_at = epoch(answer.get("started_at"))
         run.finished_at = epoch(answer.get("finished_at"))
@@ -499,21 +429,23 @@ def run_direct(
         stack.sim_api("POST", "reset")
         run = DirectRun(batches=len(plan))
         settle_gc()
-        cpu_before = stack.cpu()
+        meter = stack.meter()
+        meter.start()
+        own_before = own_cpu()
         started = time.perf_counter()
-        with ThreadPoolExecutor(args.concurrency, thread_name_prefix="direct") as pool:
+        with ThreadPoolExecutor(args.embed_concurrency, thread_name_prefix="direct") as pool:
             for future in [pool.submit(embed, batch) for batch in plan]:
                 future.result()
         run.seconds = time.perf_counter() - started
-        cpu_after = stack.cpu()
-        run.cpu = {k: cpu_after[k] - cpu_before[k] for k in cpu_after}
+        run.cpu = {k: t.total for k, t in meter.stop().items()}
+        run.cpu["bench client"] = (own_cpu() - own_before).total
         run.requests = stack.provider_requests()
     finally:
         client.close()
     return run, vectors
 
 
-# -- checks and report -------------------------------------------------------------------
+# -- checks ------------------------------------------------------------------------------
 
 
 def compare(
@@ -540,134 +472,42 @@ def compare(
     return {"checked": len(picks), "max_abs_diff": worst, "problems": problems}
 
 
-def row(name: str, *values: str) -> str:
-    return f"{name:<36}" + "".join(f"{v:<42}" for v in values).rstrip()
-
-
-def render(args: argparse.Namespace, report: dict[str, Any]) -> str:
-    sysf, dirf = report["system"], report["direct"]
-    check, check_b64 = report["check_float"], report["check_base64"]
-    lines = [
-        f"embeddings benchmark: {args.texts:,} texts, {args.dimensions} dimensions, "
-        f"batches of {BATCH_SIZE} ({report['batches']} requests), {args.concurrency} in flight",
-        row("", "system (API + worker)", f"direct (SDK, {args.concurrency} threads)"),
-        row("texts / s", f"{sysf['texts_per_s']:,.0f}", f"{dirf['texts_per_s']:,.0f}"),
-        row("total", f"{sysf['total_s']:.2f} s", f"{dirf['total_s']:.2f} s"),
-        row("provider requests", str(sysf["provider_requests"]), str(dirf["provider_requests"])),
-        row(
-            "  submit (encode + POST)",
-            f"{sysf['encode_s'] + sysf['post_s']:.2f} s "
-            f"(encode {sysf['encode_s']:.2f}, {sysf['post_body_bytes'] / 1e6:.1f} MB)",
-        ),
-        row("  queue wait (created -> started)", f"{sysf['queue_wait_s']:.2f} s"),
-        row(
-            "  worker run (started -> finished)",
-            f"{sysf['worker_run_s']:.2f} s (first batch {sysf['first_batch_s'] or 0:.2f} s)",
-            f"{dirf['total_s']:.2f} s",
-        ),
-        row("  finished -> done event", f"{sysf['finished_to_done_event_s']:.2f} s"),
-        row(
-            "  GET floats (server, body, parse)",
-            f"{sysf['get_s']:.2f} s ({sysf['get_headers_s']:.2f}, {sysf['get_body_s']:.2f}, "
-            f"{sysf['get_parse_s']:.2f}; {sysf['get_bytes'] / 1e6:.0f} MB)",
-        ),
-        row(
-            "  GET base64 (server, body, decode)",
-            f"{sysf['get_base64_s']:.2f} s ({sysf['get_base64_headers_s']:.2f}, "
-            f"{sysf['get_base64_body_s']:.2f}, {sysf['get_base64_decode_s']:.2f}; "
-            f"{sysf['get_base64_bytes'] / 1e6:.0f} MB)",
-        ),
-        row(
-            "texts / s with the base64 GET",
-            f"{sysf['texts_per_s_base64']:,.0f} ({sysf['total_base64_s']:.2f} s)",
-        ),
-        row("/healthz worst during GET floats", f"{sysf['healthz_max_s_during_get']:.2f} s"),
-        *[
-            row(f"CPU s, {name}", f"{sysf['cpu_s'][name]:.2f}", f"{dirf['cpu_s'][name]:.2f}")
-            for name in sysf["cpu_s"]
-        ],
-        row(
-            "vectors equal direct (sampled)",
-            f"floats {check['checked'] - len(check['problems'])}/{check['checked']}, "
-            f"base64 {check_b64['checked'] - len(check_b64['problems'])}/{check_b64['checked']}"
-            f" (max |diff| {max(check['max_abs_diff'], check_b64['max_abs_diff']):.1e})",
-        ),
-        f"ratio system/direct: texts/s x{report['ratio']:.2f} "
-        f"(x{report['ratio_base64']:.2f} with the base64 GET)",
-    ]
-    for problem in report["problems"][:10]:
-        lines.append(f"PROBLEM: {problem}")
-    return "\n".join(lines)
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--texts", type=int, default=100_000, help="texts to embed")
-    parser.add_argument("--dimensions", type=int, default=256, help="vector size asked for")
-    parser.add_argument(
-        "--concurrency", type=int, default=4, help="requests in flight (job and direct)"
-    )
-    parser.add_argument("--latency-ms", type=float, default=0.0, help="simulator first-byte delay")
-    parser.add_argument("--sample", type=int, default=SAMPLE, help="vectors compared")
-    parser.add_argument("--timeout", type=float, default=900.0, help="seconds for the job")
-    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
-    args = parser.parse_args(argv)
-    if min(args.texts, args.dimensions, args.concurrency) < 1:
-        parser.error("--texts, --dimensions and --concurrency must be >= 1")
-    if not 1 <= args.concurrency <= 64:
-        parser.error("--concurrency must be 1..64 (AIJOBS_EMBED_CONCURRENCY's range)")
-    return args
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    started = time.time()
+def run(h: Harness, args: argparse.Namespace) -> Workload:
+    """The whole system, then direct calls, on the same texts; vectors compared."""
     texts = make_texts(args.texts)
-    plan = plan_batches(
-        texts, max_inputs=BATCH_SIZE, max_tokens=Settings.model_fields["embed_batch_tokens"].default
-    )
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(sigterm_as_interrupt())
-        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="aijobs-embed-")))
-        try:
-            procs = start_stack(args, tmp, stack)
-            system, ours, ours_b64 = run_system(procs, args, texts)
-            direct, theirs = run_direct(procs, args, texts, plan)
-        except (BenchError, Failed, httpx.HTTPError, openai.OpenAIError) as exc:
-            print(f"benchmark failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-            return 1
+    max_tokens = Settings.model_fields["embed_batch_tokens"].default
+    plan = plan_batches(texts, max_inputs=BATCH_SIZE, max_tokens=max_tokens)
+    stack = start_stack(h, args)
+    system, ours, ours_b64 = run_system(stack, args, texts)
+    direct, theirs = run_direct(stack, args, texts, plan)
     check = compare(ours, theirs, args.dimensions, args.sample)
     check_b64 = compare(ours_b64, theirs, args.dimensions, args.sample)
     sysf, dirf = system.figures(args.texts), direct.figures(args.texts)
-    problems = [f"floats: {p}" for p in check["problems"]]
-    problems += [f"base64: {p}" for p in check_b64["problems"]]
+    result = Workload("embeddings", details={
+        "batch_size": BATCH_SIZE, "batches": len(plan), "system": sysf, "direct": dirf,
+        "check_float": check, "check_base64": check_b64,
+    })  # fmt: skip
+    result.problems += [f"floats: {p}" for p in check["problems"]]
+    result.problems += [f"base64: {p}" for p in check_b64["problems"]]
     for name, fig in (("system", sysf), ("direct", dirf)):
         if fig["provider_requests"] != len(plan):
-            problems.append(
-                f"{name}: {fig['provider_requests']} provider requests, not {len(plan)}"
-            )
-    report = {
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "batch_size": BATCH_SIZE,
-        "batches": len(plan),
-        "system": sysf,
-        "direct": dirf,
-        "ratio": sysf["texts_per_s"] / max(dirf["texts_per_s"], 1e-9),
-        "ratio_base64": sysf["texts_per_s_base64"] / max(dirf["texts_per_s"], 1e-9),
-        "check_float": check,
-        "check_base64": check_b64,
-        "problems": problems,
-        "total_run_s": time.time() - started,
-    }
-    print(render(args, report))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2))
-    return 0 if not problems else 1
-
-
-if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("interrupted; everything stopped", file=sys.stderr)
-        sys.exit(130)
+            result.problems.append(f"{name}: {fig['provider_requests']} provider requests, "
+                                   f"not {len(plan)}")  # fmt: skip
+    label = f"embeddings {args.texts:,} x {args.dimensions}"
+    result.add(label, "texts / s, base64 GET (system vs direct SDK)",
+               sysf["texts_per_s_base64"], dirf["texts_per_s"])  # fmt: skip
+    result.add(label, "texts / s, JSON floats GET", sysf["texts_per_s"], dirf["texts_per_s"])
+    result.add(label, "worker run vs direct loop", sysf["worker_run_s"], dirf["total_s"], "s",
+               ".2f")  # fmt: skip
+    result.add(label, "GET floats vs GET base64", sysf["get_s"], sysf["get_base64_s"], "s", ".2f")
+    result.add(label, "provider requests", sysf["provider_requests"], dirf["provider_requests"])
+    result.add(label, "/healthz worst during GET floats", sysf["healthz_max_s_during_get"],
+               None, "s", ".2f")  # fmt: skip
+    result.add(label, "CPU, worker vs direct client", sysf["cpu_s"]["worker"],
+               dirf["cpu_s"]["bench client"], "s", ".2f")  # fmt: skip
+    result.add(label, "CPU, API", sysf["cpu_s"]["api"], None, "s", ".2f")
+    checked = check["checked"] + check_b64["checked"]
+    wrong = len(check["problems"]) + len(check_b64["problems"])
+    result.add(label, "vectors equal direct (sampled, floats + base64)",
+               f"{checked - wrong}/{checked}")  # fmt: skip
+    return result

@@ -1,4 +1,4 @@
-"""The naive baseline of ops/bench/streaming.py: the textbook way to relay a token stream.
+"""The naive baseline of the streaming benchmark: the textbook way to relay a token stream.
 
 A Celery worker of its own (app ``naive``, queue ``naive``, the prefork pool) whose task
 streams a chat completion with the typed SDK (``chat.completions.create(stream=True)``,
@@ -11,7 +11,7 @@ The prompt parameters come in the task arguments (no SQL). When a job ends, one 
 round trip records its start/finish times, token count, pid and text under
 ``bench:naive:{<job_id>}:job`` and increments ``bench:naive:done``.
 
-Run: ``python ops/bench/naive_worker.py --concurrency 2`` with ``REDIS_URL`` and
+Run: ``python -m ops.bench.naive_worker --concurrency 2`` with ``REDIS_URL`` and
 ``OPENAI_BASE_URL`` (and ``OPENAI_API_KEY``) in the environment.
 """
 
@@ -49,16 +49,20 @@ def live_channel(job_id: str) -> str:
     return f"bench:naive:{{{job_id}}}:live"
 
 
-app = Celery("naive", broker=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
-app.conf.update(
-    task_serializer="json",
-    accept_content=["json"],
-    task_ignore_result=True,
-    result_backend=None,
-    task_default_queue=QUEUE,
-    broker_connection_retry_on_startup=True,
-    worker_hijack_root_logger=False,
-)
+def create_app(broker_url: str) -> Celery:
+    """The baseline's Celery app with its one task (also what the benchmark sends with)."""
+    app = Celery("naive", broker=broker_url)
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        result_backend=None,
+        task_default_queue=QUEUE,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+    )
+    app.task(name=TASK_NAME)(generate)
+    return app
 
 # One SDK client and one Redis client per pool process, built after the fork.
 _clients: dict[int, tuple[openai.OpenAI, redis.Redis]] = {}
@@ -81,7 +85,6 @@ def _clients_here() -> tuple[openai.OpenAI, redis.Redis]:
     return found
 
 
-@app.task(name=TASK_NAME)
 def generate(job_id: str, model: str, messages: list[dict[str, Any]], max_tokens: int) -> int:
     """Stream one completion, relaying each token to Redis as it arrives."""
     client, rds = _clients_here()
@@ -149,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if args.hostname:
         worker_argv.append(f"--hostname={args.hostname}")
-    app.worker_main(worker_argv)
+    create_app(os.environ["REDIS_URL"]).worker_main(worker_argv)
     return 0
 
 

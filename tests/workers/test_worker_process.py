@@ -7,10 +7,8 @@ own SQLite store, so the in-process worker of the other tests never sees their j
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +19,7 @@ import pytest
 import redis
 from celery import Celery
 
-from aijobs.devtools.redis_server import free_port
+from aijobs.devtools.harness import Harness, Worker, aijobs_argv, child_env, free_port
 from aijobs.devtools.simulator import RunningSimulator
 from aijobs.settings import Settings
 from aijobs.store import Database, JobRepository
@@ -37,22 +35,16 @@ class Fleet:
     def __init__(self, env: dict[str, str], settings: Settings, log_dir: Path) -> None:
         self.env = env
         self.settings = settings
-        self.log_dir = log_dir
+        self.harness = Harness(log_dir)
         self.app: Celery = create_celery_app(settings)
         self.repo = JobRepository(Database(settings.database_url))
         self.redis = redis.Redis.from_url(env["REDIS_URL"], decode_responses=True)
-        self.procs: list[subprocess.Popen[bytes]] = []
 
-    def start_worker(self, name: str, *extra: str, **env: str) -> subprocess.Popen[bytes]:
-        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the fleet
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "aijobs.cli", "worker", "--queues", "generate",
-             "--concurrency", "4", "--hostname", f"{name}@%h", *extra],
-            env=self.env | env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    def start_worker(self, name: str, *extra: str, **env: str) -> Worker:
+        return self.harness.start_worker(
+            self.env | env, queues="generate", concurrency=4, name=name,
+            hostname=f"{name}@%h", extra_args=extra, wait_ready=False,
         )  # fmt: skip
-        log.close()
-        self.procs.append(proc)
-        return proc
 
     def submit(self, model: str, max_tokens: int) -> str:
         messages = [{"role": "user", "content": "go"}]
@@ -76,13 +68,12 @@ class Fleet:
         return wait_for(done, timeout_s=timeout_s, interval_s=0.2)
 
     def close(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        self.app.close()
-        self.repo.db.dispose()
-        self.redis.close()
+        try:
+            self.harness.close(graceful=False)  # SIGKILL: what is left of a test is not data
+        finally:
+            self.app.close()
+            self.repo.db.dispose()
+            self.redis.close()
 
 
 @pytest.fixture
@@ -91,19 +82,20 @@ def fleet(tmp_path: Path, redis_server: Any, simulator: RunningSimulator) -> Ite
     redis.Redis.from_url(redis_url).flushdb()
     database_url = f"sqlite:///{tmp_path / 'fleet.db'}"
     upgrade(database_url)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIJOBS_")}
-    env |= {
-        "REDIS_URL": redis_url,
-        "DATABASE_URL": database_url,
-        "OPENAI_BASE_URL": simulator.api_base,
-        "OPENAI_API_KEY": "sk-test",
-        "AIJOBS_LEASE_TTL_S": "2",
-        "AIJOBS_RECONCILE_INTERVAL_S": "0.5",
-        "AIJOBS_SHUTDOWN_GRACE_S": "1",
-        "AIJOBS_RETRY_BASE_S": "0.05",
-        "AIJOBS_DELTA_FLUSH_MS": "10",
-        "AIJOBS_LOG_LEVEL": "INFO",
-    }
+    env = child_env(
+        redis_url=redis_url,
+        database_url=database_url,
+        openai_base_url=simulator.api_base,
+        openai_api_key="sk-test",
+        aijobs={
+            "lease_ttl_s": 2,
+            "reconcile_interval_s": 0.5,
+            "shutdown_grace_s": 1,
+            "retry_base_s": 0.05,
+            "delta_flush_ms": 10,
+            "log_level": "INFO",
+        },
+    )
     settings = Settings(redis_url=redis_url, database_url=database_url)
     fleet = Fleet(env, settings, tmp_path)
     yield fleet
@@ -136,8 +128,7 @@ def test_sigkilled_worker_job_is_rescued_by_liveness(
     doomed = fleet.start_worker("doomed")
     job_id = fleet.submit("m", max_tokens=60)
     wait_for(lambda: deltas(fleet.events(job_id)) >= 5, timeout_s=30)
-    os.killpg(doomed.pid, signal.SIGKILL)  # every process of the worker, mid-stream
-    doomed.wait()
+    doomed.kill()  # SIGKILL to every process of the worker, mid-stream
     killed_at = time.monotonic()
     fleet.start_worker("rescuer")
     job = fleet.finished(job_id, timeout_s=60)
@@ -186,11 +177,8 @@ def test_worker_serves_metrics_and_a_heartbeat(fleet: Fleet, tmp_path: Path) -> 
     assert 'aijobs_jobs_finished_total{kind="generate",status="succeeded"} 1.0' in scrape
 
     def alive() -> int:
-        return subprocess.run(
-            [sys.executable, "-m", "aijobs.cli", "worker-alive", "--file", str(beat)],
-            env=fleet.env,
-            check=False,
-        ).returncode
+        argv = aijobs_argv("worker-alive", "--file", str(beat))
+        return subprocess.run(argv, env=fleet.env, check=False).returncode
 
     assert alive() == 0
     proc.send_signal(signal.SIGTERM)
@@ -201,15 +189,14 @@ def test_worker_serves_metrics_and_a_heartbeat(fleet: Fleet, tmp_path: Path) -> 
 def test_worker_and_api_refuse_a_store_that_is_not_migrated(
     tmp_path: Path, redis_server: Any, simulator: RunningSimulator
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIJOBS_")}
-    env |= {
-        "REDIS_URL": redis_server.url.rsplit("/", 1)[0] + "/3",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}",
-        "OPENAI_BASE_URL": simulator.api_base,
-    }
+    env = child_env(
+        redis_url=redis_server.url.rsplit("/", 1)[0] + "/3",
+        database_url=f"sqlite:///{tmp_path / 'empty.db'}",
+        openai_base_url=simulator.api_base,
+    )
     for command in (["worker", "--concurrency", "1"], ["api", "--port", str(free_port())]):
         done = subprocess.run(
-            [sys.executable, "-m", "aijobs.cli", *command],
+            aijobs_argv(*command),
             env=env, capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
         assert done.returncode != 0, command

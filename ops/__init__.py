@@ -1,0 +1,1 @@
+"""Operations: deployment files, runbook and benchmarks (``python -m ops.bench``)."""
