@@ -108,6 +108,7 @@ def _fresh_simulator(request: pytest.FixtureRequest) -> Iterator[None]:
             "latency_ms": 0,
             "max_tokens_default": 64,
             "rpm_limit": 0,
+            "chaos": None,
         },
     ).raise_for_status()
     yield
@@ -129,7 +130,6 @@ def settings(redis_url: str, database_url: str, simulator: RunningSimulator) -> 
         sse_keepalive_s=2.0,
         worker_concurrency=16,
         provider_timeout_s=30,
-        max_countdown_s=2,
         max_body_bytes=4 * 1024 * 1024,
         reconcile_interval_s=0.5,
         rate_limits={LIMITED_MODEL: RateLimit(rpm=5, window_s=2.0)},

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,9 +13,10 @@ from typing import Any
 import httpx
 
 from aijobs.devtools.harness import Harness, Service, child_env, wait_for
+from aijobs.sse import SseDecoder, iter_lines
 
-__all__ = ["ApiProcess", "SseEvent", "clean_env", "iter_sse", "read_events",
-           "text_after_last_reset", "wait_for"]  # fmt: skip
+__all__ = ["ApiProcess", "FollowResult", "SseEvent", "clean_env", "follow", "iter_sse",
+           "read_events", "text_after_last_reset", "text_of", "wait_for"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -27,20 +29,13 @@ class SseEvent:
 
 
 def iter_sse(response: httpx.Response) -> Iterator[SseEvent]:
-    """Parse an open text/event-stream response into events (comments skipped)."""
-    fields: dict[str, str] = {}
-    for line in response.iter_lines():
-        if not line:
-            if "data" in fields:
-                yield SseEvent(
-                    int(fields["id"]), fields.get("event", "message"), json.loads(fields["data"])
-                )
-            fields = {}
-            continue
-        if line.startswith(":"):
-            continue
-        name, _, value = line.partition(":")
-        fields[name] = value[1:] if value.startswith(" ") else value
+    """Parse an open text/event-stream response into events (comments skipped), cutting
+    lines at CR/LF only, as the spec does (a U+2028 in the text is not a line end)."""
+    decoder = SseDecoder()
+    for line in iter_lines(response.iter_bytes()):
+        message = decoder.feed(line)
+        if message is not None and message.id is not None:
+            yield SseEvent(int(message.id), message.event, json.loads(message.data))
 
 
 def read_events(
@@ -65,6 +60,74 @@ def read_events(
             if stop_after is not None and len(events) >= stop_after:
                 break
     return events
+
+
+@dataclass
+class FollowResult:
+    """What a reconnecting reader saw: every event once, and how it ended."""
+
+    events: list[SseEvent]
+    reconnects: int = 0
+    ended_with_204: bool = False
+
+    @property
+    def ids(self) -> list[int]:
+        return [e.id for e in self.events]
+
+    @property
+    def done(self) -> bool:
+        return (bool(self.events) and self.events[-1].event == "done") or self.ended_with_204
+
+
+def follow(
+    client: httpx.Client,
+    job_id: str,
+    *,
+    timeout_s: float = 90.0,
+    drop_every: int | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> FollowResult:
+    """Read a job's events to ``done`` the way a resilient client does: reconnect with
+    Last-Event-ID after any error (or on purpose every ``drop_every`` events); a 204
+    means the job had already finished at the cursor."""
+    result = FollowResult([])
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if should_stop is not None and should_stop():
+            return result
+        headers = {"Last-Event-ID": str(result.events[-1].id)} if result.events else {}
+        try:
+            with client.stream(
+                "GET", f"/v1/jobs/{job_id}/events", headers=headers, timeout=10
+            ) as response:
+                if response.status_code == 204:
+                    result.ended_with_204 = True
+                    return result
+                if response.status_code != 200:
+                    raise httpx.TransportError(f"HTTP {response.status_code}")
+                for seen, event in enumerate(iter_sse(response), start=1):
+                    result.events.append(event)
+                    if event.event == "done":
+                        return result
+                    if drop_every and seen >= drop_every:
+                        break
+        except httpx.HTTPError:
+            pass
+        result.reconnects += 1
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id}: no done within {timeout_s}s ({len(result.events)} events)")
+
+
+def text_of(events: list[Any]) -> str:
+    """The text a client holds after these events: deltas after the last ``reset``, which
+    may carry the text so far."""
+    text: list[str] = []
+    for event in events:
+        if event.event == "reset":
+            text = [event.data.get("text", "")]
+        elif event.event == "delta":
+            text.append(event.data["text"])
+    return "".join(text)
 
 
 def text_after_last_reset(events: list[Any]) -> str:

@@ -1,19 +1,75 @@
 """Every Redis key and channel name of aijobs, in one place.
 
-The job id sits in a hash tag (``{...}``) so a job's keys share a Redis Cluster
-slot and one Lua script may touch them all.
+A job's own keys carry its id in a hash tag (``{...}``) so they share a slot and one Lua
+script may touch them all. The fair queue's scripts build per-tenant names from the
+patterns below (``{kind}``, ``{tenant}``), so the names still live only here.
 """
 
 from __future__ import annotations
 
 PREFIX = "aijobs"
 
-#: Sorted set of parked jobs (member ``<kind>:<job id>``, score = when due, epoch seconds).
-PARKED = f"{PREFIX}:parked"
 #: Held for a moment by the worker process that runs a reconciler pass.
 RECONCILER_LOCK = f"{PREFIX}:reconciler:lock"
 #: Held for a purge interval by the worker process that ran the last retention purge.
 PURGE_LOCK = f"{PREFIX}:purge:lock"
+#: A random value set once per Redis dataset: when it is gone, so is everything else.
+EPOCH = f"{PREFIX}:epoch"
+
+# -- the fair queue (see aijobs.fairqueue) ------------------------------------------------
+
+#: Hash: worker process id -> "<kinds>;<slots>;<expires ms>" (the fleet's capacity).
+FLEET = f"{PREFIX}:fleet"
+#: List pushed on every submit and every freed slot: wakes one feeder at once.
+WAKE = f"{PREFIX}:wake"
+#: Sorted set of jobs that may not start yet (member ``kind|tenant|priority|job``,
+#: score = when due, ms): retry backoffs, waits for budget, ``run_at``.
+DELAYED = f"{PREFIX}:delayed"
+#: Counter that keeps jobs of one priority first in, first out.
+QUEUE_SEQ = f"{PREFIX}:q:seq"
+#: Hash: tenant -> weight of its fair share (default 1).
+WEIGHTS = f"{PREFIX}:weights"
+#: Sorted set of a tenant's waiting jobs of one kind (score: priority, then arrival).
+PENDING_PATTERN = PREFIX + ":q:{kind}:t:{tenant}"
+#: Sorted set of tenants with waiting jobs of one kind (score: virtual time, fair share).
+RING_PATTERN = PREFIX + ":q:{kind}:ring"
+#: Hash: tenant -> its virtual time of one kind, kept while it has nothing waiting.
+VTIME_PATTERN = PREFIX + ":q:{kind}:vt"
+#: Sorted sets of jobs handed to a worker or running (score: until when, ms) — per kind
+#: (the fleet's busy slots) and per tenant (its running cap). Entries past their time
+#: lost their message or their worker: the reconciler puts them back in the queue.
+KIND_ACTIVE_PATTERN = PREFIX + ":active:k:{kind}"
+TENANT_ACTIVE_PATTERN = PREFIX + ":active:t:{tenant}"
+
+
+def pending_key(kind: str, tenant: str) -> str:
+    """A tenant's waiting jobs of one kind."""
+    return PENDING_PATTERN.format(kind=kind, tenant=tenant)
+
+
+def ring_key(kind: str) -> str:
+    """The tenants with waiting jobs of one kind."""
+    return RING_PATTERN.format(kind=kind)
+
+
+def vtime_key(kind: str) -> str:
+    """Tenants' virtual times for one kind."""
+    return VTIME_PATTERN.format(kind=kind)
+
+
+def kind_active_key(kind: str) -> str:
+    """Jobs of one kind handed out or running."""
+    return KIND_ACTIVE_PATTERN.format(kind=kind)
+
+
+def tenant_active_key(tenant: str) -> str:
+    """A tenant's jobs handed out or running."""
+    return TENANT_ACTIVE_PATTERN.format(tenant=tenant)
+
+
+def delayed_member(kind: str, tenant: str, priority: int, job_id: str) -> str:
+    """A job's member in ``DELAYED``."""
+    return f"{kind}|{tenant}|{priority}|{job_id}"
 
 
 def events_key(job_id: str) -> str:
@@ -34,11 +90,6 @@ def meta_key(job_id: str) -> str:
 def lease_key(job_id: str) -> str:
     """Held, with a TTL, by the worker running the job's current attempt."""
     return f"{PREFIX}:{{{job_id}}}:lease"
-
-
-def rescue_key(job_id: str) -> str:
-    """Set when the reconciler re-enqueues the job, so it does so once per lease period."""
-    return f"{PREFIX}:{{{job_id}}}:rescued"
 
 
 def rate_limit_keys(provider: str, model: str) -> list[str]:

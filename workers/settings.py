@@ -19,11 +19,13 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from aijobs.connections import RedisTarget, parse_redis_url
+from aijobs.errors import ConfigurationError
+
 DEFAULT_SQLITE_URL = "sqlite:///./aijobs.db"
 
 
-class SettingsError(ValueError):
-    """Raised when the configuration is unusable (a missing URL, limits that collide)."""
+SettingsError = ConfigurationError
 
 
 class RateLimit(BaseModel):
@@ -53,13 +55,18 @@ class Settings(BaseSettings):
 
     # Services.
     redis_url: str | None = Field(default=None, validation_alias=_env("REDIS_URL"))
+    #: With a ``sentinel://`` REDIS_URL: the name of the master the Sentinels watch.
+    redis_sentinel_master: str = "mymaster"
     database_url: str = Field(default=DEFAULT_SQLITE_URL, validation_alias=_env("DATABASE_URL"))
 
     # The provider: any OpenAI-compatible endpoint.
     openai_api_key: SecretStr | None = Field(default=None, validation_alias=_env("OPENAI_API_KEY"))
     openai_base_url: str | None = Field(default=None, validation_alias=_env("OPENAI_BASE_URL"))
     provider_name: str = "openai"
+    #: A provider call's read timeout (no byte for this long), and its total deadline (a
+    #: stream that trickles or stalls while keeping the connection alive ends there).
     provider_timeout_s: float = 600.0
+    provider_deadline_s: float = 1800.0
     provider_connect_timeout_s: float = 10.0
 
     # Auth: bootstrap keys, "tenant:key" pairs, comma-separated.
@@ -77,6 +84,10 @@ class Settings(BaseSettings):
     tenant_submits_per_s: int = Field(default=50, ge=0)
     tenant_max_active_jobs: int = Field(default=1_000, ge=0)
     tenant_max_readers: int = Field(default=200, ge=0)
+    #: Fleet-wide: jobs of one tenant running at once (0: no cap), and each tenant's
+    #: share of the queue ({"big-customer": 3}; others weigh 1).
+    tenant_max_running: int = Field(default=0, ge=0)
+    tenant_weights: dict[str, float] = Field(default_factory=dict)
     #: How long a key lookup is cached (a revoked key stops working within this).
     key_cache_ttl_s: float = Field(default=10.0, ge=0.0)
     #: How long an Idempotency-Key keeps returning the same job.
@@ -99,25 +110,38 @@ class Settings(BaseSettings):
     reader_send_timeout_s: float = Field(default=30.0, gt=0.0)
 
     # Jobs and aijobs.
+    #: Attempts per job: those that failed with a retryable error plus those whose
+    #: worker vanished. Waiting for budget and hand-offs at shutdown do not count.
     max_attempts: int = Field(default=5, ge=1)
+    #: A job whose attempts lose their worker this many times ends ``failed: poison``
+    #: (it crashes or freezes whatever runs it).
+    poison_after_losses: int = Field(default=3, ge=1)
     lease_ttl_s: float = Field(default=15.0, ge=0.5)
     reconcile_interval_s: float = Field(default=5.0, ge=0.1)
-    #: A job queued this long without starting is handed to the broker again (its
-    #: message may have been lost with a Redis that keeps nothing; duplicates are safe).
-    queued_reenqueue_s: float = Field(default=3600.0, ge=10.0)
+    #: A job handed to the broker that has not started within this is sent again (its
+    #: message was lost: an error before it was claimed, a Redis that came back empty).
+    dispatch_timeout_s: float = Field(default=20.0, ge=1.0)
+    #: An unfinished job not seen anywhere in Redis for this long is queued again (the
+    #: API died between its INSERT and its push, Redis lost the push).
+    orphan_grace_s: float = Field(default=10.0, ge=0.5)
+    #: Event ids reserved in SQL per step (see the event writer).
+    event_id_block: int = Field(default=1000, ge=10)
     shutdown_grace_s: float = Field(default=20.0, ge=0.0)
     task_time_limit_s: int = Field(default=3_600, ge=10)
-    max_countdown_s: int = Field(default=300, ge=1)
     visibility_timeout_s: int = Field(default=7_200, ge=60)
     worker_concurrency: int = Field(default=100, ge=1)
     worker_pool: str = "threads"
     #: Per model (or "*"): {"gpt-4o-mini": {"rpm": 500, "tpm": 200000}}, as JSON in the env.
     rate_limits: dict[str, RateLimit] = Field(default_factory=dict)
-    #: A rate-limit wait up to this long is slept in the worker; longer ones re-queue.
+    #: A rate-limit wait up to this long is slept in the worker; a longer one frees the
+    #: worker slot and the job waits in the queue.
     rate_limit_sleep_max_s: float = Field(default=2.0, ge=0.0)
     retry_base_s: float = Field(default=1.0, gt=0.0)
     retry_cap_s: float = Field(default=60.0, gt=0.0)
     default_model: str = "gpt-4o-mini"
+    #: What the fleet's token budget is charged for a job's answer before the call (the
+    #: smaller of this and its max_tokens); the real usage settles it afterwards.
+    estimate_answer_tokens: int = Field(default=1024, ge=1)
     #: Embeddings: inputs per job, per provider request, tokens per request (estimated at
     #: ~4 characters a token), requests in flight per job, retries of one failed request.
     embed_max_inputs: int = Field(default=100_000, ge=1)
@@ -146,17 +170,22 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _limits_fit_visibility(self) -> Settings:
-        # A countdown or a running task that outlives the broker's visibility
-        # timeout is delivered a second time: refuse such a configuration.
-        longest = self.task_time_limit_s + self.max_countdown_s
-        if self.visibility_timeout_s <= longest:
+        # A running task that outlives the broker's visibility timeout is delivered a
+        # second time: refuse such a configuration.
+        if self.visibility_timeout_s <= self.task_time_limit_s:
             raise ValueError(
                 f"AIJOBS_VISIBILITY_TIMEOUT_S ({self.visibility_timeout_s}) must exceed "
-                f"AIJOBS_TASK_TIME_LIMIT_S + AIJOBS_MAX_COUNTDOWN_S ({longest})"
+                f"AIJOBS_TASK_TIME_LIMIT_S ({self.task_time_limit_s})"
             )
         if self.provider_timeout_s >= self.task_time_limit_s:
             raise ValueError("AIJOBS_PROVIDER_TIMEOUT_S must be below AIJOBS_TASK_TIME_LIMIT_S")
+        if any(w <= 0 for w in self.tenant_weights.values()):
+            raise ValueError("AIJOBS_TENANT_WEIGHTS must be positive numbers")
         return self
+
+    def redis_target(self) -> RedisTarget:
+        """Where Redis is (a URL, or Sentinels), or a clear error when none is configured."""
+        return parse_redis_url(self.require_redis_url(), sentinel_master=self.redis_sentinel_master)
 
     def require_redis_url(self) -> str:
         """The Redis URL, or a clear error when none is configured."""

@@ -31,6 +31,9 @@ function formatSeconds(seconds) {
   return seconds < 10 ? `${seconds.toFixed(1)} s` : `${Math.round(seconds)} s`;
 }
 
+/** Events a reader may meet right after a jump in ids. */
+const RESYNC_EVENTS = new Set(['reset', 'result', 'error', 'done']);
+
 /** The protocol's state: what the events so far say about the job. Knows no DOM. */
 export class JobState {
   constructor() {
@@ -56,7 +59,10 @@ export class JobState {
       this.duplicates += 1;
       return false;
     }
-    if (id !== this.lastId + 1) this.gaps += 1; // ids are consecutive: a gap is a lost event
+    // Ids rise by one, except where the server resynchronises a reader: a new attempt
+    // starts above its predecessor's reserved ids, and after a loss the text comes back
+    // in a reset. A jump onto anything else would be a lost event.
+    if (id !== this.lastId + 1 && !RESYNC_EVENTS.has(type)) this.gaps += 1;
     this.lastId = id;
     if (typeof data.attempt === 'number') this.attempt = data.attempt;
     switch (type) {

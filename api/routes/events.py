@@ -10,7 +10,7 @@ from typing import Annotated
 
 import anyio
 from fastapi import APIRouter, Header, HTTPException, Query, Request, WebSocket, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketDisconnect
 
@@ -46,7 +46,16 @@ def parse_cursor(after: int | None, last_event_id: str | None) -> int:
 def _outcome(row: Job | None) -> StoredOutcome | None:
     if row is None or not JobStatus(row.status).terminal:
         return None
-    return StoredOutcome(row.status, row.result, row.error, row.last_event_id)
+    return StoredOutcome(row.status, row.result, row.error, row.last_event_id, row.attempts)
+
+
+def finished_at_cursor(job: Job, cursor: int) -> bool:
+    """True when a finished job has nothing after ``cursor``: its last event is behind it."""
+    return (
+        JobStatus(job.status).terminal
+        and job.last_event_id is not None
+        and cursor >= job.last_event_id
+    )
 
 
 async def job_events(
@@ -81,7 +90,10 @@ async def job_events(
 @router.get(
     "/{job_id}/events",
     response_model=None,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "the event stream"}},
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "the event stream"},
+        204: {"description": "the job finished at or before the cursor: nothing follows"},
+    },
 )
 async def job_event_stream(
     job_id: str,
@@ -92,7 +104,7 @@ async def job_event_stream(
     ] = None,
     after: Annotated[int | None, Query(ge=0, description="resume after this event id")] = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
-) -> EventStreamResponse:
+) -> Response:
     """Server-Sent Events: everything after the cursor, then live, until ``done``.
 
     Authorised by the API key, or by an event token for this job (``?token=``).
@@ -108,6 +120,9 @@ async def job_event_stream(
     job = await run_in_threadpool(state.repo.get, job_id, tenant=tenant)
     if job is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "job not found")
+    if finished_at_cursor(job, cursor):
+        # The spec's way to make a browser's EventSource stop reconnecting.
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
     if not state.readers.try_acquire(tenant):
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
@@ -174,6 +189,9 @@ async def job_event_socket(
 
 async def _serve_socket(websocket: WebSocket, state: ApiState, job: Job, after: int) -> None:
     await websocket.accept()
+    if finished_at_cursor(job, after):
+        await websocket.close(1000, reason=job.status)  # nothing after the cursor: done
+        return
     events = job_events(state, job, after, "websocket")
     timeout_s = state.settings.reader_send_timeout_s
     try:

@@ -9,7 +9,6 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Header, HTTPException, Query, Response, status
 from fastapi.responses import StreamingResponse
-from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 
@@ -21,8 +20,10 @@ from aijobs.api.admission import (
     request_hash,
 )
 from aijobs.api.deps import StateDep, TenantDep
-from aijobs.events.control import append_events, flag_cancel
+from aijobs.api.state import ApiState
+from aijobs.events.control import append_once_async, flag_cancel
 from aijobs.events.protocol import EventType
+from aijobs.fairqueue import QueuedJob
 from aijobs.schemas import (
     CancelAnswer,
     JobInput,
@@ -34,7 +35,6 @@ from aijobs.schemas import (
 from aijobs.store.jobs import CursorError, IdempotencyConflict
 from aijobs.store.models import Job
 from aijobs.vectors import json_vectors
-from aijobs.worker.celery_app import enqueue
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ def submit_job(
         )
         existing = state.repo.by_idempotency_key(tenant, key)
         if existing is not None:
-            return _replayed(existing, digest, response)
+            return _replayed(state, existing, digest, response)
     check_tenant_limits(state, tenant)
     try:
         job = state.repo.create(
@@ -107,14 +107,13 @@ def submit_job(
             request_hash=digest,
         )
     except IdempotencyConflict as conflict:  # a concurrent request with the same key won
-        return _replayed(conflict.job, digest, response)
+        return _replayed(state, conflict.job, digest, response)
     try:
-        enqueue(state.celery, job.id, body.kind)
-    except (KombuError, RedisError, OSError) as exc:
-        # The row is the record: the job stays queued and the reconciler hands it to
-        # the broker once the broker answers again. The client has its id either way.
-        state.repo.mark_enqueued(job.id, enqueued=False)
-        log.warning("broker unavailable; job %s will be enqueued later (%s)", job.id, exc)
+        state.queue.push(QueuedJob(job.id, job.kind, tenant, job.priority))
+    except (RedisError, OSError) as exc:
+        # The row is the record: the job is queued in SQL and the workers' reconciler
+        # finds it missing from Redis and queues it there once Redis answers again.
+        log.warning("Redis unavailable; job %s will be queued later (%s)", job.id, exc)
     metrics.JOBS_SUBMITTED.labels(body.kind).inc()
     fields = {"job_id": job.id, "kind": job.kind, "tenant": tenant, "status": "queued"}
     log.info("job %s queued", job.id, extra={"fields": fields})
@@ -122,12 +121,20 @@ def submit_job(
     return to_public(job)
 
 
-def _replayed(job: Job, digest: str | None, response: Response) -> JobPublic:
+def _replayed(state: ApiState, job: Job, digest: str | None, response: Response) -> JobPublic:
     if job.request_hash != digest:
         raise HTTPException(
             status.HTTP_409_CONFLICT,
             "Idempotency-Key: already used with a different request",
         )
+    if job.status == JobStatus.QUEUED:
+        # A retry of a submit whose first try may never have reached Redis: make sure.
+        queued = QueuedJob(job.id, job.kind, job.tenant, job.priority)
+        try:
+            if not state.queue.where([queued])[0]:
+                state.queue.push(queued)
+        except (RedisError, OSError):
+            pass  # the reconciler will
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     response.headers["Idempotent-Replayed"] = "true"
     return to_public(job)
@@ -204,21 +211,19 @@ async def cancel_job(
     job_id: str, state: StateDep, tenant: TenantDep, response: Response
 ) -> CancelAnswer:
     """Cancel a job: a waiting one never runs; a running one stops between chunks."""
-    job, cancelled_now = await run_in_threadpool(state.repo.request_cancel, job_id, tenant=tenant)
+    job, floor = await run_in_threadpool(state.repo.request_cancel, job_id, tenant=tenant)
     if job is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "job not found")
     settings = state.settings
-    if cancelled_now:
+    if floor is not None:
         closing = [(EventType.DONE, {"status": JobStatus.CANCELLED})]
-        last = await append_events(
-            state.redis,
-            job.id,
-            job.attempts,
-            closing,
-            retention_s=settings.stream_retention_s,
-            maxlen=settings.stream_maxlen,
-        )
-        if last:
+        try:
+            last = await append_once_async(
+                state.redis, settings, job.id, job.attempts, closing, floor=floor
+            )
+        except RedisError:
+            last = 0  # the row has the outcome; readers are served it from there
+        if last and last != floor + 1:
             await run_in_threadpool(state.repo.record_last_event, job.id, last)
         return CancelAnswer(detail="cancelled before it ran", job=to_public(job))
     if job.status == JobStatus.RUNNING:

@@ -3,7 +3,7 @@
 Our points sweep the number of streams (jobs = threads, one process) and the number of
 worker processes sharing the queue; the naive baseline (ops/bench/naive_worker.py: prefork
 ``-c 2``, the SDK's typed chunks, one XADD+PUBLISH round trip per token) runs once in the
-same stack. Jobs are rows inserted in SQL and enqueued by task name, as the API does.
+same stack. Jobs are rows inserted in SQL and pushed onto the fair queue, as the API does.
 Each job's start and finish come from SQL (ours) or its Redis hash (naive); worker CPU is
 user+sys of the worker process trees between the first enqueue and the last finish. Ours
 is verified: every job succeeded once, its stream's deltas concatenate to ``result.text``.
@@ -34,10 +34,9 @@ from aijobs.devtools.harness import (
     percentiles,
     wait_for,
 )
+from aijobs.fairqueue import FairQueue, QueuedJob
 from aijobs.schemas import GenerateInput
-from aijobs.settings import Settings
 from aijobs.store import Database, Job, JobRepository
-from aijobs.worker.celery_app import create_celery_app, enqueue
 from ops.bench import naive_worker
 from ops.bench.common import Workload, role_argv
 
@@ -163,10 +162,13 @@ def run_ours(stack: Stack, streams: int, processes: int) -> Point:
                              name=f"ours-{streams}x{processes}-{i}-{run}")
         for i in range(processes)
     ]  # fmt: skip
-    app = create_celery_app(Settings(redis_url=stack.redis_url, database_url=stack.database_url))
     db = Database(stack.database_url)
     repo = JobRepository(db)
     rds = redis.Redis.from_url(stack.redis_url, decode_responses=True)
+    queue = FairQueue(rds)
+
+    def enqueue(job_id: str, tenant: str) -> None:
+        queue.push(QueuedJob(job_id, "generate", tenant))
 
     def create(tenant: str, i: int, tokens: int) -> str:
         body = GenerateInput(kind="generate", model=MODEL, messages=messages(i), max_tokens=tokens)
@@ -182,7 +184,7 @@ def run_ours(stack: Stack, streams: int, processes: int) -> Point:
         # Warm-up: the first jobs build each worker's clients and connections; not measured.
         warm = f"warm-{run}"
         for i in range(processes):
-            enqueue(app, create(warm, i, 5), "generate")
+            enqueue(create(warm, i, 5), warm)
         wait_for(lambda: finished(warm) >= processes and leases(rds) == 0, timeout_s=60,
                  what="our warm-up jobs", interval_s=0.1, watch=workers)  # fmt: skip
         tenant = f"bench-{run}"
@@ -192,7 +194,7 @@ def run_ours(stack: Stack, streams: int, processes: int) -> Point:
         meter.start()
         point.enqueued_at = time.time()
         for job_id in job_ids:
-            enqueue(app, job_id, "generate")
+            enqueue(job_id, tenant)
         wait_for(lambda: finished(tenant) >= streams and leases(rds) == 0,
                  timeout_s=stack.timeout_s(streams, point.concurrency), what="our jobs",
                  interval_s=0.1, watch=workers)  # fmt: skip
@@ -204,7 +206,6 @@ def run_ours(stack: Stack, streams: int, processes: int) -> Point:
             worker.stop()
         rds.close()
         db.dispose()
-        app.close()
     return point
 
 

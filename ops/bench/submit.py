@@ -4,7 +4,7 @@ One API process (``aijobs api``; ``--api-workers N`` passes ``--workers N``) on 
 Redis and a fresh SQLite store, no worker (the jobs stay queued). Measured in one run:
 ``--clients`` concurrent clients and one sequential client (raw HTTP/1.1 keep-alive
 connections on asyncio) POSTing generate jobs: jobs/s, latency percentiles, API CPU per
-submit; the same counts of ``enqueue`` (the API's own ``send_task`` call, same Celery
+submit; the same counts of ``send_job`` (the workers' own ``send_task`` call, same Celery
 configuration) from as many threads and from one: sends/s, CPU of the sending process per
 send; and, as reference points, ``GET /healthz`` and an authenticated ``GET
 /v1/jobs/{id}`` the same ways.
@@ -28,7 +28,7 @@ import httpx
 
 from aijobs.devtools.harness import CpuMeter, Harness, child_env, own_cpu, percentiles
 from aijobs.settings import Settings
-from aijobs.worker.celery_app import create_celery_app, enqueue
+from aijobs.worker.celery_app import create_celery_app, send_job
 from ops.bench.common import Failed, Workload
 
 TENANT, API_KEY = "bench", "bench-key-0123456789"
@@ -154,7 +154,7 @@ def run(h: Harness, args: argparse.Namespace) -> Workload:
                                                              clients)))  # fmt: skip
 
     def send() -> None:
-        enqueue(app, uuid.uuid4().hex, "generate")
+        send_job(app, uuid.uuid4().hex, "generate")
 
     try:
         http("POST", "/v1/jobs", 20, 4)  # warm-up: imports, pools, connections

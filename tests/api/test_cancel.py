@@ -11,7 +11,7 @@ from celery import Celery
 
 from aijobs.settings import Settings
 from aijobs.store import Database, JobRepository
-from aijobs.worker.celery_app import enqueue
+from aijobs.worker.celery_app import send_job
 from tests.conftest import TENANT_A
 from tests.support import read_events, wait_for
 
@@ -35,7 +35,7 @@ def test_cancel_a_queued_job_and_it_never_runs(
     assert answer.json()["job"]["status"] == "cancelled"
     assert answer.json()["detail"] == "cancelled before it ran"
     # Its message arrives after all (it was in flight): the worker leaves it alone.
-    enqueue(worker, job.id, "generate")
+    send_job(worker, job.id, "generate")
     events = read_events(client, job.id)
     assert [(e.event, e.data) for e in events] == [("done", {"status": "cancelled"})]
     row = client.get(f"/v1/jobs/{job.id}").json()

@@ -15,7 +15,7 @@ from aijobs.kinds.embed import plan_batches
 from aijobs.settings import Settings
 from aijobs.store import Database, JobRepository
 from aijobs.vectors import to_float32_bytes
-from aijobs.worker.celery_app import enqueue
+from aijobs.worker.celery_app import send_job
 from tests.conftest import TENANT_A
 from tests.support import read_events
 
@@ -110,7 +110,7 @@ def test_a_new_attempt_skips_the_batches_already_stored(
     marker = to_float32_bytes([7.0] * DIMS)
     repo.save_batch(job.id, 0, start=0, count=2048, dimensions=DIMS, vectors=marker * 2048)
     repo.save_batch(job.id, 1, start=2048, count=2048, dimensions=DIMS, vectors=marker * 2048)
-    enqueue(worker, job.id, "embed")
+    send_job(worker, job.id, "embed")
     read_events(client, job.id, timeout_s=60)
     row = client.get(f"/v1/jobs/{job.id}").json()
     assert row["status"] == "succeeded"

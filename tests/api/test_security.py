@@ -237,12 +237,12 @@ def test_cors_is_off_unless_configured(api_url: str, strict_api: str) -> None:
 def test_purge_deletes_inputs_outputs_and_streams(
     client: httpx.Client, settings: Settings, rds: Any, repo: JobRepository
 ) -> None:
+    from aijobs.connections import sync_client
     from aijobs.store.retention import purge
-    from aijobs.worker.context import redis_client
 
     job_id = finished_job(client)
     assert rds.exists(f"aijobs:{{{job_id}}}:events")
-    client_ = redis_client(settings.require_redis_url())
+    client_ = sync_client(settings.redis_target())
     report = purge(repo, client_, older_than_s=0)
     client_.close()
     assert report.jobs >= 1

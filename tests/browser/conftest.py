@@ -1,12 +1,15 @@
 """A real browser for the console: Debian's headless Chromium driven by Playwright.
 
 Playwright never downloads a browser here: it launches /usr/bin/chromium (`.ci/run`
-installs it with apt). Without it the tests fail and say so, rather than skip, so a
-machine that lost it cannot pass them by accident.
+installs it with apt). On a developer's machine without it the tests are skipped with
+that advice (the README's test command must work with nothing but Python); in CI
+(``AIJOBS_REQUIRE_BROWSER=1``, set by `.ci/run`) a missing browser fails them, so CI can
+never pass them by accident.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,13 +37,18 @@ CHROMIUM_ARGS = [
 TOKEN_SECRET = "browser-tests-token-secret-0123456789abcdef"
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API keeps an event loop running on this
+# thread while it is open, and every later test calling asyncio.run() would fail.
+@pytest.fixture(scope="package")
 def playwright_driver() -> Iterator[Playwright]:
     if not CHROMIUM.exists():
-        pytest.fail(
+        advice = (
             f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium; "
             ".ci/run does this). The browser tests never download a browser."
         )
+        if os.environ.get("AIJOBS_REQUIRE_BROWSER") == "1":
+            pytest.fail(advice)
+        pytest.skip(advice)
     with sync_playwright() as driver:
         yield driver
 

@@ -216,6 +216,7 @@ def test_the_protocol_state_handles_resets_with_text_and_repeated_ids(
             [5, 'delta', {text: ' world', attempt: 1}],
             [7, 'reset', {attempt: 2}],
             [8, 'delta', {text: 'Hi', attempt: 2}],
+            [10, 'delta', {text: '!', attempt: 2}],
           ];
           const applied = events.map(([id, type, data]) => state.apply(id, type, data));
           return {
@@ -232,8 +233,8 @@ def test_the_protocol_state_handles_resets_with_text_and_repeated_ids(
           };
         }"""
     )
-    assert outcome["applied"] == [True, True, True, False, True, True, True, True]
-    assert outcome["text"] == "Hi"
+    assert outcome["applied"] == [True, True, True, False, True, True, True, True, True]
+    assert outcome["text"] == "Hi!"
     assert outcome["afterTextReset"] == "Hello world"
     assert (outcome["duplicates"], outcome["gaps"]) == (1, 1)
     assert outcome["retry"] == "retrying (server_error): attempt 2 next in 1.5 s"

@@ -53,7 +53,7 @@ def test_live_message_round_trip_keeps_data_verbatim() -> None:
     data = '{"text":"a \\"quoted\\" }","attempt":2}'
     message = live_message(17, "delta", 2, data)
     assert message == '{"id":17,"event":"delta","attempt":2,"data":' + data + "}"
-    assert parse_live_message(message) == Event(17, "delta", data)
+    assert parse_live_message(message) == Event(17, "delta", data, 2)
     assert Event(17, "delta", data).json() == {
         "id": 17, "event": "delta", "data": {"text": 'a "quoted" }', "attempt": 2}
     }  # fmt: skip
@@ -72,7 +72,7 @@ def test_stored_outcome_events_end_at_the_recorded_id() -> None:
 
 def test_settings_refuse_limits_that_outlive_the_visibility_timeout() -> None:
     with pytest.raises(ValidationError, match="VISIBILITY_TIMEOUT"):
-        Settings(visibility_timeout_s=3000, task_time_limit_s=3000, max_countdown_s=60)
+        Settings(visibility_timeout_s=3000, task_time_limit_s=3000)
     with pytest.raises(ValidationError, match="PROVIDER_TIMEOUT"):
         Settings(provider_timeout_s=4000, task_time_limit_s=3600)
 

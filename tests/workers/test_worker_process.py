@@ -24,7 +24,7 @@ from aijobs.devtools.simulator import RunningSimulator
 from aijobs.settings import Settings
 from aijobs.store import Database, JobRepository
 from aijobs.store.migrate import upgrade
-from aijobs.worker.celery_app import create_celery_app, enqueue
+from aijobs.worker.celery_app import create_celery_app, send_job
 from tests.conftest import TENANT_A
 from tests.support import wait_for
 
@@ -53,7 +53,7 @@ class Fleet:
         job = self.repo.create(
             tenant=TENANT_A, kind="generate", model=model, payload=payload, meta={}
         )
-        enqueue(self.app, job.id, "generate")
+        send_job(self.app, job.id, "generate")
         return job.id
 
     def events(self, job_id: str) -> list[tuple[str, dict[str, Any]]]:

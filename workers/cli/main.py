@@ -10,9 +10,10 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 
 from aijobs.cli.api_commands import add_commands
+from aijobs.errors import ConfigurationError as SettingsError
 from aijobs.logs import configure_logging
 from aijobs.schemas import JobKind
-from aijobs.settings import Settings, SettingsError
+from aijobs.settings import Settings
 from aijobs.store.migrate import SchemaOutOfDate
 
 
@@ -51,9 +52,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
         raise SettingsError(f"unknown queue(s): {', '.join(sorted(unknown))}")
     concurrency = args.concurrency or settings.worker_concurrency
     app = create_celery_app(settings)
-    # The runtime sizes its connection pools from this; the CLI flag alone would not
-    # reach it.
+    # The runtime sizes its connection pools and offers its slots from these; the CLI
+    # flags alone would not reach it.
     app.conf.worker_concurrency = concurrency
+    app.aijobs_queues = queues  # type: ignore[attr-defined]
     argv = [
         "worker",
         f"--pool={args.pool or settings.worker_pool}",
@@ -151,15 +153,15 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 def cmd_purge(args: argparse.Namespace) -> int:
     """Delete finished jobs' inputs, outputs and event streams past the retention window."""
+    from aijobs.connections import sync_client
     from aijobs.store import Database, JobRepository
     from aijobs.store.retention import purge
-    from aijobs.worker.context import redis_client
 
     settings = _settings()
     older_than_s = args.older_than_s if args.older_than_s is not None else settings.data_retention_s
     report = purge(
         JobRepository(Database(settings.database_url)),
-        redis_client(settings.require_redis_url(), max_connections=4),
+        sync_client(settings.redis_target(), max_connections=4),
         older_than_s=older_than_s,
     )
     print(f"purged {report.jobs} jobs finished more than {older_than_s:.0f}s ago")
@@ -190,7 +192,9 @@ def cmd_dev(args: argparse.Namespace) -> int:
     """Run the whole system on this machine."""
     from aijobs.devtools.devserver import run_dev
 
-    return run_dev(api_port=args.port, flower_port=args.flower_port)
+    return run_dev(
+        api_port=args.port, flower_port=args.flower_port, simulator_port=args.simulator_port
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -201,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     dev = sub.add_parser("dev", help="run Redis, the API, a worker, Flower and the simulator")
     dev.add_argument("--port", type=int, default=8000, help="API port")
     dev.add_argument("--flower-port", type=int, default=5555)
+    dev.add_argument(
+        "--simulator-port", type=int, default=8300, help="the simulator's (a free one if taken)"
+    )
     dev.set_defaults(func=cmd_dev)
 
     api = sub.add_parser("api", help="run the HTTP API")

@@ -15,7 +15,6 @@ it handed out, so the caller sees every event once, in order.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import time
@@ -24,6 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+
+from aijobs.sse import SseDecoder, aiter_lines, iter_lines
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
@@ -50,25 +51,17 @@ class JobEvent:
 
 
 class SseParser:
-    """Turns text/event-stream lines into ``JobEvent``s."""
+    """Turns text/event-stream lines (bytes, cut at CR/LF only) into ``JobEvent``s."""
 
     def __init__(self) -> None:
-        self._fields: dict[str, str] = {}
+        self._decoder = SseDecoder()
 
-    def feed(self, line: str) -> JobEvent | None:
+    def feed(self, line: bytes) -> JobEvent | None:
         """Take one line; return an event when a blank line completes one."""
-        if not line:
-            fields, self._fields = self._fields, {}
-            if "data" not in fields or "id" not in fields:
-                return None
-            return JobEvent(
-                int(fields["id"]), fields.get("event", "message"), json.loads(fields["data"])
-            )
-        if line.startswith(":"):
+        message = self._decoder.feed(line)
+        if message is None or message.id is None:
             return None
-        name, _, value = line.partition(":")
-        self._fields[name] = value[1:] if value.startswith(" ") else value
-        return None
+        return JobEvent(int(message.id), message.event, message.json())
 
 
 class _Resume:
@@ -194,13 +187,15 @@ class Client:
                 with self._http.stream(
                     "GET", f"/v1/jobs/{job_id}/events", params=cursor.params()
                 ) as response:
+                    if response.status_code == 204:
+                        return  # the job had finished at the cursor: nothing follows
                     if response.status_code in _RECONNECT_STATUSES:
                         raise httpx.TransportError(f"HTTP {response.status_code}")
                     if response.status_code >= 400:
                         response.read()
                         _raise_for(response)
                     parser = SseParser()
-                    for line in response.iter_lines():
+                    for line in iter_lines(response.iter_bytes()):
                         event = parser.feed(line)
                         if event is not None and cursor.accept(event):
                             yield event
@@ -217,6 +212,8 @@ class Client:
         for event in self.events(job_id):
             if event.event == "delta":
                 yield event.data["text"]
+            elif event.event == "reset" and event.data.get("text"):
+                yield event.data["text"]  # the text so far, as the server restored it
 
     def wait(self, job_id: str) -> dict[str, Any]:
         """Block until the job finishes; the finished job."""
@@ -292,13 +289,15 @@ class AsyncClient:
                 async with self._http.stream(
                     "GET", f"/v1/jobs/{job_id}/events", params=cursor.params()
                 ) as response:
+                    if response.status_code == 204:
+                        return  # the job had finished at the cursor: nothing follows
                     if response.status_code in _RECONNECT_STATUSES:
                         raise httpx.TransportError(f"HTTP {response.status_code}")
                     if response.status_code >= 400:
                         await response.aread()
                         _raise_for(response)
                     parser = SseParser()
-                    async for line in response.aiter_lines():
+                    async for line in aiter_lines(response.aiter_bytes()):
                         event = parser.feed(line)
                         if event is not None and cursor.accept(event):
                             yield event

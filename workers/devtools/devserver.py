@@ -3,11 +3,18 @@
 Starts a private Redis (unless REDIS_URL is set), migrates the SQLite store,
 and runs the simulator (unless OPENAI_API_KEY is set), the API, a worker and
 Flower as child processes. Ctrl-C stops them all.
+
+It loses nothing across a restart: the private Redis keeps an append-only file under
+``.aijobs/redis``, the store is ``.aijobs/aijobs.db``, and the dev API key, token secret
+and Flower password are made once and kept in ``.aijobs/dev.env`` (mode 0600), so a
+client, a browser tab or a follower survives ``aijobs dev`` being stopped and started.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import os
 import secrets
 import signal
@@ -17,6 +24,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from aijobs.devtools.redis_server import RedisServer, free_port, start_redis
 from aijobs.store.migrate import upgrade
@@ -35,6 +43,16 @@ def _port_or_free(preferred: int) -> int:
             return free_port()
 
 
+def _die_with_parent() -> None:
+    # Linux: the child gets SIGTERM if `aijobs dev` itself dies (even by SIGKILL), so no
+    # process outlives it. Elsewhere this is a no-op and Ctrl-C's cleanup is all there is.
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _spawn(
     args: list[str], env: dict[str, str], log_name: str | None = None
 ) -> subprocess.Popen[bytes]:
@@ -48,7 +66,34 @@ def _spawn(
         stdout=out,
         stderr=subprocess.STDOUT if out else None,
         start_new_session=True,  # its own process group: stopped as a whole
+        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
     )
+
+
+def _dev_secrets() -> dict[str, str]:
+    """The dev key, token secret and Flower password: made once, kept in .aijobs/dev.env."""
+    path = STATE_DIR / "dev.env"
+    saved: dict[str, str] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            name, sep, value = line.partition("=")
+            if sep and name.strip():
+                saved[name.strip()] = value.strip()
+    wanted = {
+        "AIJOBS_API_KEYS": lambda: f"dev:dev-{secrets.token_urlsafe(18)}",
+        "AIJOBS_TOKEN_SECRET": lambda: secrets.token_urlsafe(32),
+        "AIJOBS_FLOWER_BASIC_AUTH": lambda: f"admin:{secrets.token_urlsafe(12)}",
+    }
+    missing = {name: make() for name, make in wanted.items() if not saved.get(name)}
+    if missing:
+        saved |= missing
+        text = "".join(f"{name}={value}\n" for name, value in saved.items())
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write("# aijobs dev: made once, kept across restarts (delete to renew)\n")
+            out.write(text)
+    os.chmod(path, 0o600)
+    return {name: saved[name] for name in wanted}
 
 
 def _wait_http(url: str, procs: list[subprocess.Popen[bytes]], timeout_s: float = 60.0) -> None:
@@ -79,35 +124,37 @@ def _stop(procs: list[subprocess.Popen[bytes]], timeout_s: float = 15.0) -> None
             proc.wait()
 
 
-def run_dev(*, api_port: int, flower_port: int) -> int:
+def run_dev(*, api_port: int, flower_port: int, simulator_port: int = 8300) -> int:
     """Run everything until Ctrl-C; returns the exit code."""
     STATE_DIR.mkdir(exist_ok=True)
+    os.chmod(STATE_DIR, 0o700)
     env = dict(os.environ)
     redis_server: RedisServer | None = None
     procs: list[subprocess.Popen[bytes]] = []
-    stopping = False
+    previous: dict[int, Any] = {}
 
-    def on_term(_signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
+    def on_signal(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, on_term)
+    # Installed whatever this process inherited: started in the background of a script,
+    # SIGINT arrives ignored (POSIX), and Ctrl-C must stop everything every time.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        previous[sig] = signal.signal(sig, on_signal)
     try:
         if not env.get("REDIS_URL"):
-            redis_server = start_redis(STATE_DIR / "redis")
+            redis_server = start_redis(STATE_DIR / "redis", append_only=True)
             env["REDIS_URL"] = redis_server.url
-        env.setdefault("DATABASE_URL", f"sqlite:///{(STATE_DIR / 'aijobs.db').resolve()}")
-        if not env.get("AIJOBS_API_KEYS"):
-            env["AIJOBS_API_KEYS"] = f"dev:dev-{secrets.token_urlsafe(18)}"
-        if not env.get("AIJOBS_TOKEN_SECRET"):
-            env["AIJOBS_TOKEN_SECRET"] = secrets.token_urlsafe(32)
-        if not env.get("AIJOBS_FLOWER_BASIC_AUTH"):
-            env["AIJOBS_FLOWER_BASIC_AUTH"] = f"admin:{secrets.token_urlsafe(12)}"
+        database = (STATE_DIR / "aijobs.db").resolve()
+        env.setdefault("DATABASE_URL", f"sqlite:///{database}")
+        for name, value in _dev_secrets().items():
+            if not env.get(name):
+                env[name] = value
         upgrade(env["DATABASE_URL"])
+        if database.exists():
+            os.chmod(database, 0o600)
 
         if not env.get("OPENAI_API_KEY") and not env.get("OPENAI_BASE_URL"):
-            sim_port = _port_or_free(8300)
+            sim_port = _port_or_free(simulator_port)
             procs.append(_spawn(["simulator", "--port", str(sim_port)], env, "simulator.log"))
             env["OPENAI_BASE_URL"] = f"http://127.0.0.1:{sim_port}/v1"
             _wait_http(f"http://127.0.0.1:{sim_port}/v1/models", procs)
@@ -133,11 +180,14 @@ def run_dev(*, api_port: int, flower_port: int) -> int:
         print("\naijobs dev: stopping…", file=sys.stderr)
         return 0
     finally:
+        # A second Ctrl-C must not cut the cleanup short.
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)
         _stop(procs)
         if redis_server is not None:
             redis_server.stop()
-        if stopping:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _print_banner(env: dict[str, str], api_port: int, flower_port: int) -> None:
@@ -155,6 +205,7 @@ def _print_banner(env: dict[str, str], api_port: int, flower_port: int) -> None:
         f"""
 aijobs is running (Ctrl-C stops everything)
   API        {base}   (docs: {base}/docs)
+  Console    {base}/console   (sign in with the API key below)
   Flower     http://127.0.0.1:{flower_port}   (user {user}, password {password})
   Redis      {env["REDIS_URL"]}
   Database   {env["DATABASE_URL"]}

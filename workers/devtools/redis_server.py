@@ -71,8 +71,15 @@ def start_redis(
     port: int | None = None,
     timeout_s: float = 15.0,
     binary: str | None = None,
+    append_only: bool = False,
+    extra_args: tuple[str, ...] = (),
 ) -> RedisServer:
-    """Start redis-server on 127.0.0.1 with no persistence and wait until it answers."""
+    """Start redis-server on 127.0.0.1 and wait until it answers.
+
+    With ``append_only`` it keeps an append-only file in ``directory`` (fsync every
+    second) and loads it at start, so a restart loses at most the last second of writes;
+    otherwise it keeps nothing.
+    """
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
@@ -81,10 +88,12 @@ def start_redis(
         "--bind", "127.0.0.1",
         "--port", str(port),
         "--save", "",
-        "--appendonly", "no",
+        "--appendonly", "yes" if append_only else "no",
+        "--appendfsync", "everysec",
         "--dir", str(directory),
         "--maxmemory-policy", "noeviction",
         "--logfile", str(directory / "redis.log"),
+        *extra_args,
     ]  # fmt: skip
     process = subprocess.Popen(args, stdin=subprocess.DEVNULL)
     server = RedisServer(process, port, directory)

@@ -1,28 +1,35 @@
 """The reader side of the event protocol: follow a job from any cursor, exactly.
 
-Subscribe first, then read the backlog after the cursor with XRANGE, then take
-live messages whose id is above the last one sent. Event ids are consecutive
-integers, so a hole is seen at once: a missed live message is re-read from the
-Stream, and a hole the Stream cannot fill (trimmed, expired) makes the reader
-serve the job's stored outcome from SQL instead of a silent gap.
+Subscribe first, then read the backlog after the cursor with XRANGE, then take live
+messages whose id is above the last one sent. Event ids are consecutive within an
+attempt, so a hole is seen at once: a missed live message is re-read from the Stream.
+
+A hole the Stream cannot fill (Redis lost data, the Stream was trimmed or expired, a new
+attempt started above its predecessor's reserved ids) puts the reader in *resync*: it
+sends nothing until the next ``reset`` (which starts a new text, and after a loss
+carries the text so far) or the job's closing events. A ``result`` reached that way is
+preceded by a ``reset`` carrying the result's text, so the text a client holds always
+ends equal to the result. When the Stream is gone the closing events come from SQL,
+with the ids they had.
 """
 
 from __future__ import annotations
 
+import itertools
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
 
-from aijobs import redis_keys as keys
+from aijobs import redis_keys
 from aijobs.events.live import LiveHub, Subscription
-from aijobs.events.protocol import Event, EventType, dumps
+from aijobs.events.protocol import CLOSING_EVENTS, Event, EventType, dumps
 
 _PAGE = 500
 #: Events handed to a reader in one write, at most.
 _BATCH = 256
-_TERMINAL_EVENTS = frozenset({EventType.RESULT, EventType.ERROR, EventType.DONE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +40,7 @@ class StoredOutcome:
     result: dict[str, Any] | None
     error: dict[str, Any] | None
     last_event_id: int | None
+    attempt: int = 0
 
     def events(self, after: int) -> list[Event]:
         """The closing events (result/error, done), numbered to end at ``last_event_id``."""
@@ -45,7 +53,7 @@ class StoredOutcome:
         last = self.last_event_id or after + len(bodies)
         first = last - len(bodies) + 1
         return [
-            Event(first + i, event, data)
+            Event(first + i, event, data, self.attempt)
             for i, (event, data) in enumerate(bodies)
             if first + i > after
         ]
@@ -55,28 +63,46 @@ class StoredOutcome:
 LoadOutcome = Callable[[], Awaitable[StoredOutcome | None]]
 
 
-async def read_after(redis: Redis, job_id: str, after: int) -> list[Event]:
-    """Every event in the Stream after event id ``after``, in order."""
-    key = keys.events_key(job_id)
+def result_text(result: dict[str, Any]) -> str | None:
+    """The text a client should hold for ``result`` (None: the kind has no text)."""
+    if isinstance(result.get("text"), str):
+        return str(result["text"])
+    if isinstance(result.get("partial"), str):
+        return str(result["partial"])
+    if "data" in result and result["data"] is not None:
+        return dumps(result["data"])
+    return None
+
+
+async def read_after(redis: Redis, job_id: str, after: int, *, limit: int = 0) -> list[Event]:
+    """The events in the Stream after event id ``after``, in order (at most ``limit``)."""
+    key = redis_keys.events_key(job_id)
     events: list[Event] = []
-    low = "-" if after <= 0 else f"({keys.stream_entry_id(after)}"
+    low = "-" if after <= 0 else f"({redis_keys.stream_entry_id(after)}"
+    page_size = min(_PAGE, limit) if limit else _PAGE
     while True:
-        page = await redis.xrange(key, min=low, max="+", count=_PAGE)
+        page = await redis.xrange(key, min=low, max="+", count=page_size)
         for entry_id, fields in page:
             events.append(_decode(entry_id, fields))
-        if len(page) < _PAGE:
+        if len(page) < page_size or (limit and len(events) >= limit):
             return events
-        low = f"({page[-1][0] if isinstance(page[-1][0], str) else page[-1][0].decode()}"
+        last = page[-1][0]
+        low = f"({last if isinstance(last, str) else last.decode()}"
+
+
+def _field(fields: dict[Any, Any], name: str) -> str:
+    value = fields.get(name, fields.get(name.encode()))
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _decode(entry_id: str | bytes, fields: dict[Any, Any]) -> Event:
-    event = fields.get("e", fields.get(b"e"))
-    data = fields.get("d", fields.get(b"d"))
-    if isinstance(event, bytes):
-        event = event.decode()
-    if isinstance(data, bytes):
-        data = data.decode()
-    return Event(keys.event_id_of(entry_id), str(event), str(data))
+    attempt = _field(fields, "a")
+    return Event(
+        redis_keys.event_id_of(entry_id),
+        _field(fields, "e"),
+        _field(fields, "d"),
+        int(attempt) if attempt.isdigit() else 0,
+    )
 
 
 async def follow_job(
@@ -92,26 +118,29 @@ async def follow_job(
     """Yield the job's events after ``after`` until ``done``, in batches (whatever is ready
     at once, so a reader gets one write per batch); ``None`` after ``idle_s`` of quiet.
 
-    The caller turns ``None`` into a keep-alive. The job is re-checked in the
-    store on every quiet spell, so a reader never waits forever on a lost message.
+    The caller turns ``None`` into a keep-alive. The job is re-checked in the store on
+    every quiet spell, so a reader never waits forever on a lost message.
     """
     async with hub.subscribe(job_id) as sub:
         reader = _Reader(redis, job_id, after)
-        backlog = await reader.backlog()
-        for start in range(0, len(backlog), _BATCH):
-            yield backlog[start : start + _BATCH]
+        while True:  # the backlog, a page at a time: a long job never sits in memory whole
+            page = await reader.backlog(limit=_PAGE)
+            for start in range(0, len(page), _BATCH):
+                yield page[start : start + _BATCH]
+            if reader.finished or not reader.more:
+                break
         if reader.finished:
             return
-        outcome = None if reader.in_hole else await load_outcome()
+        outcome = await load_outcome()
         if outcome is not None:
-            if not await redis.exists(keys.events_key(job_id)):
-                # Retention ran out: the store has the outcome.
-                closing = outcome.events(reader.cursor)
+            if not await redis.exists(redis_keys.events_key(job_id)):
+                # Retention ran out, or Redis lost the job: the store has the outcome.
+                closing = reader.closing(outcome)
                 if closing:
                     yield closing
                 return
-            # Finished, but the Stream has no `done` yet (still being written, or
-            # its writer died): give the writer a moment, then serve the store's copy.
+            # Finished, but the Stream has no `done` yet (still being written, or its
+            # writer died): give the writer a moment, then serve the store's copy.
             idle_s = settle_s
         async for event in reader.live(sub, idle_s, load_outcome):
             yield event
@@ -124,43 +153,75 @@ class _Reader:
         self.redis = redis
         self.job_id = job_id
         self.cursor = after
+        #: The last id the client got (the cursor also moves over what resync skips).
+        self.sent = after
         self.finished = False
-        # Set when the events right after the cursor are gone from the Stream:
-        # from then on only the closing events are sent, never a silent gap.
-        self.in_hole = False
+        self.more = False
+        #: Set after a hole: nothing is sent until a reset or the closing events.
+        self.resync = False
 
-    def _accept(self, event: Event) -> bool:
-        """Advance over ``event``; True if it should be sent to the client."""
+    def _accept(self, event: Event, out: list[Event]) -> None:
+        """Advance over ``event``, appending to ``out`` what the client should get."""
         if event.id <= self.cursor:
-            return False
+            return
         if event.id != self.cursor + 1:
-            self.in_hole = True
+            self.resync = True
         self.cursor = event.id
         if event.event == EventType.DONE:
             self.finished = True
-        return not self.in_hole or event.event in _TERMINAL_EVENTS
+        if not self.resync:
+            self._send(event, out)
+            return
+        if event.event == EventType.RESET:
+            self.resync = False
+            self._send(event, out)
+        elif event.event in CLOSING_EVENTS:
+            if event.event == EventType.RESULT and event.id - 1 > self.sent:
+                for reset in self._text_reset(event):
+                    self._send(reset, out)
+            self.resync = False
+            self._send(event, out)
 
-    async def backlog(self) -> list[Event]:
-        """The Stream's events after the cursor that the client should get."""
+    def _send(self, event: Event, out: list[Event]) -> None:
+        self.sent = event.id
+        out.append(event)
+
+    def _text_reset(self, result: Event) -> list[Event]:
+        # The reader missed text it can no longer get: hand it the result's text at the
+        # id just before the result (one it never saw: it lies in the hole).
+        try:
+            text = result_text(json.loads(result.data))
+        except (ValueError, AttributeError):
+            text = None
+        if text is None:
+            return []
+        data = dumps({"attempt": result.attempt, "text": text})
+        return [Event(result.id - 1, EventType.RESET, data, result.attempt)]
+
+    def take(self, events: list[Event]) -> list[Event]:
+        """The events of ``events`` to send, in order, up to ``done``."""
         out: list[Event] = []
-        for event in await read_after(self.redis, self.job_id, self.cursor):
-            if self._accept(event):
-                out.append(event)
+        for event in events:
+            self._accept(event, out)
             if self.finished:
                 break
         return out
 
-    def _take(self, ready: list[Event]) -> tuple[list[Event], bool]:
-        """The events of ``ready`` to send, and whether one was ahead of the cursor."""
-        out: list[Event] = []
-        for event in ready:
-            if event.id > self.cursor + 1:
-                return out, True
-            if self._accept(event):
-                out.append(event)
-            if self.finished:
-                break
-        return out, False
+    def closing(self, outcome: StoredOutcome) -> list[Event]:
+        """The store's closing events after the cursor (and a text reset if one is due)."""
+        return self.take(outcome.events(self.cursor))
+
+    async def backlog(self, limit: int = 0) -> list[Event]:
+        """The Stream's events after the cursor that the client should get."""
+        page = await read_after(self.redis, self.job_id, self.cursor, limit=limit)
+        self.more = bool(limit) and len(page) >= limit
+        if page:
+            last = page[-1].id
+            out = self.take(page)
+            if not self.finished:
+                self.cursor = max(self.cursor, last)
+            return out
+        return []
 
     async def live(
         self, sub: Subscription, idle_s: float, load_outcome: LoadOutcome
@@ -170,23 +231,29 @@ class _Reader:
             event = await sub.get(idle_s)
             ahead = sub.take_overflow()
             if event is not None and not ahead:
-                batch, ahead = self._take([event, *sub.drain(_BATCH - 1)])
-                if batch:
-                    yield batch
-                if not ahead:
+                ready = [event, *sub.drain(_BATCH - 1)]
+                if ready[0].id <= self.cursor + 1 and all(
+                    b.id == a.id + 1 for a, b in itertools.pairwise(ready)
+                ):
+                    batch = self.take(ready)
+                    if batch:
+                        yield batch
                     continue
-            # Quiet, dropped messages, or an id ahead of ours: the Stream has
-            # everything that was published, so re-read it from the cursor.
-            caught_up = await self.backlog()
-            for start in range(0, len(caught_up), _BATCH):
-                yield caught_up[start : start + _BATCH]
+            # Quiet, dropped messages, or an id ahead of ours: the Stream has everything
+            # that was published, so re-read it from the cursor.
+            while True:
+                caught_up = await self.backlog(limit=_PAGE)
+                for start in range(0, len(caught_up), _BATCH):
+                    yield caught_up[start : start + _BATCH]
+                if self.finished or not self.more:
+                    break
             if self.finished:
                 return
             if event is not None:
                 continue
             outcome = await load_outcome()
             if outcome is not None:
-                closing = outcome.events(self.cursor)
+                closing = self.closing(outcome)
                 if closing:
                     yield closing
                 self.finished = True

@@ -26,6 +26,10 @@ class EventType(StrEnum):
     DONE = "done"
 
 
+#: Events after which a job changes no more.
+CLOSING_EVENTS = frozenset({EventType.RESULT, EventType.ERROR, EventType.DONE})
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     """One event of a job; ``data`` is kept as the JSON text it was written as."""
@@ -33,6 +37,7 @@ class Event:
     id: int
     event: str
     data: str
+    attempt: int = 0
     _sse: list[bytes] = field(default_factory=list, compare=False, repr=False)
 
     def sse(self) -> bytes:
@@ -66,10 +71,10 @@ def parse_live_message(message: str | bytes) -> Event:
         raise ValueError("not an aijobs live message")
     head, sep, rest = text[len(_LIVE_PREFIX) :].partition(_LIVE_EVENT)
     event, sep2, rest = rest.partition(_LIVE_ATTEMPT)
-    _attempt, sep3, data = rest.partition(_LIVE_DATA)
+    attempt, sep3, data = rest.partition(_LIVE_DATA)
     if not (sep and sep2 and sep3):
         raise ValueError("not an aijobs live message")
-    return Event(int(head), event, data[:-1])
+    return Event(int(head), event, data[:-1], int(attempt))
 
 
 def dumps(data: dict[str, Any]) -> str:

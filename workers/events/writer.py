@@ -1,58 +1,137 @@
-"""The worker side of the event protocol: coalesced, pipelined, fenced writes.
+"""The worker side of the event protocol: coalesced, pipelined, fenced, exactly-once writes.
 
-Publishing each token as its own Redis round trip costs more CPU than the rest
-of a job. Job threads only append to an in-memory buffer; one flusher thread per
-process writes every job's pending events each ``flush_interval_s`` in a single
-pipeline, one fenced Lua call per job, merging consecutive deltas into one event.
+Publishing each token as its own Redis round trip costs more CPU than the rest of a job.
+Job threads only append to an in-memory buffer; one flusher thread per process writes
+every job's pending events each ``flush_interval_s`` in a single pipeline, one script
+call per batch (see ``scripts.py``), merging consecutive deltas into one event.
+
+What keeps the writes exact when Redis misbehaves:
+
+- Each attempt's batches are numbered. A batch stays queued until Redis confirmed it; a
+  pipeline that failed half-way is sent again and the script skips what it applied, so
+  no reader gets the same text twice.
+- A batch that Redis refuses (a script error) counts against its own job only; after a
+  few in a row the attempt is marked broken and ends (retryable). Other jobs go on.
+- Ids are reserved in SQL before they are used (blocks of ``id_block``), so a new
+  attempt after a total Redis loss starts above anything a reader may have seen.
+- When Redis lost the job's recent writes (or all of it), the script says so; the batch
+  goes again behind a ``reset`` that carries the attempt's text so far, so a reader whose
+  cursor fell into the hole recovers the whole text at that reset.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
+import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from redis import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from aijobs.events.protocol import EventType, dumps
-from aijobs.events.scripts import WRITE_EVENTS, write_events_args
+from aijobs.events.scripts import WRITE_EVENTS, WriteStatus, parse_reply, write_events_args
 
 log = logging.getLogger(__name__)
 
 _Key = tuple[str, int]
+#: A script error this many times in a row for one attempt marks it broken.
+_MAX_BATCH_ERRORS = 3
+#: How long closing events that could not be written are retried in the background.
+_CLOSING_RETRY_S = 120.0
 
-
-@dataclass(slots=True)
-class _Pending:
-    """A job attempt's events not yet written; a trailing delta keeps growing."""
-
-    events: list[tuple[str, str]] = field(default_factory=list)
-    delta: list[str] = field(default_factory=list)
-
-    def close_delta(self, attempt: int) -> None:
-        if self.delta:
-            text = "".join(self.delta)
-            self.delta = []
-            self.events.append((EventType.DELTA, dumps({"text": text, "attempt": attempt})))
-
-
-@dataclass(slots=True)
-class AttemptState:
-    """What the last write learned about an attempt."""
-
-    fenced: bool = False
-    cancel_requested: bool = False
-    last_event_id: int = 0
+#: Extends reservations: [(job id, attempt, reserve up to)] -> the keys whose row took it
+#: (an attempt missing from the answer was superseded).
+Reserve = Callable[[list[tuple[str, int, int]]], set[_Key]]
 
 
 class Fenced(Exception):
     """Raised when a newer attempt of the job owns its events: this attempt must stop."""
 
 
+@dataclass(slots=True)
+class _Batch:
+    seq: int
+    events: list[tuple[str, str]]
+
+
+@dataclass(slots=True)
+class AttemptState:
+    """What the writes so far learned about an attempt (read by its job thread)."""
+
+    fenced: bool = False
+    cancel_requested: bool = False
+    #: The attempt's writes keep failing in Redis (not a connection problem): it must end.
+    broken: str | None = None
+    last_event_id: int = 0
+    #: Ids up to this are reserved in SQL for this attempt.
+    reserved: int = 0
+    #: The first id this attempt may write above (its reservation's start).
+    floor: int = 0
+
+
+@dataclass(slots=True)
+class _Log:
+    """One attempt's buffered, in-flight and confirmed writes."""
+
+    state: AttemptState
+    next_batch: int = 1
+    open: list[tuple[str, str]] = field(default_factory=list)
+    delta: list[str] = field(default_factory=list)
+    unacked: deque[_Batch] = field(default_factory=deque)
+    #: Text since the attempt's last reset, written or not: what a restore re-sends.
+    transcript: list[str] = field(default_factory=list)
+    last_reset: dict[str, Any] = field(default_factory=dict)
+    errors: int = 0
+    closing_since: float | None = None
+
+    def close_delta(self, attempt: int) -> None:
+        if self.delta:
+            text = "".join(self.delta)
+            self.delta = []
+            self.open.append((EventType.DELTA, dumps({"text": text, "attempt": attempt})))
+
+    def seal(self, attempt: int) -> None:
+        """Move what is buffered into a numbered batch."""
+        self.close_delta(attempt)
+        if self.open:
+            self.unacked.append(_Batch(self.next_batch, self.open))
+            self.next_batch += 1
+            self.open = []
+
+    def pending_count(self) -> int:
+        return sum(len(batch.events) for batch in self.unacked)
+
+    def note(self, event: str, data: dict[str, Any]) -> None:
+        if event == EventType.RESET:
+            self.transcript = []
+            self.last_reset = {k: v for k, v in data.items() if k != "text"}
+
+    def restore_batch(self, attempt: int) -> _Batch:
+        """Everything unconfirmed, sent again behind a reset carrying the text so far."""
+        reset = {"attempt": attempt, **self.last_reset, "text": "".join(self.transcript)}
+        events: list[tuple[str, str]] = [(EventType.RESET, dumps(reset))]
+        after_reset: list[tuple[str, str]] = []
+        for batch in self.unacked:
+            for event, data in batch.events:
+                if event == EventType.RESET:
+                    after_reset = []
+                elif event != EventType.DELTA:  # text is in the reset already
+                    after_reset.append((event, data))
+        events.extend(after_reset)
+        self.unacked.clear()
+        batch = _Batch(self.next_batch, events)
+        self.next_batch += 1
+        self.unacked.append(batch)
+        return batch
+
+
 class EventWriter:
-    """Buffers and writes the events of every job running in this process."""
+    """Buffers and writes the events of every job attempt running in this process."""
 
     def __init__(
         self,
@@ -61,15 +140,18 @@ class EventWriter:
         retention_s: int,
         maxlen: int,
         flush_interval_s: float = 0.025,
+        reserve: Reserve | None = None,
+        id_block: int = 1000,
     ) -> None:
         self._redis = redis
         self._script = redis.register_script(WRITE_EVENTS)
         self._retention_s = retention_s
         self._maxlen = maxlen
         self._interval_s = flush_interval_s
-        self._pending: dict[_Key, _Pending] = {}
-        self._states: dict[_Key, AttemptState] = {}
-        self._pending_lock = threading.Lock()
+        self._reserve = reserve
+        self._id_block = id_block
+        self._logs: dict[_Key, _Log] = {}
+        self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -77,13 +159,39 @@ class EventWriter:
 
     # -- job-thread API -------------------------------------------------------
 
-    def begin(self, job_id: str, attempt: int, events: list[tuple[str, dict[str, Any]]]) -> int:
+    def begin(
+        self,
+        job_id: str,
+        attempt: int,
+        events: list[tuple[str, dict[str, Any]]],
+        *,
+        floor: int = 0,
+        reserved: int = 0,
+    ) -> int:
         """Raise the job's fence to ``attempt`` and write its opening events now.
 
-        Raises ``Fenced`` if the job already has this or a newer attempt.
+        ``floor`` is where the attempt's ids start (its reservation in SQL begins above
+        it) and ``reserved`` where the reservation ends (0: unlimited). Raises ``Fenced``
+        if the job already has this or a newer attempt.
         """
-        state = self._write_now(job_id, attempt, "begin", [(e, dumps(d)) for e, d in events])
+        key = (job_id, attempt)
+        state = AttemptState(floor=floor, reserved=reserved)
+        entry = _Log(state)
+        for event, data in events:
+            entry.note(event, data)
+        with self._lock:
+            self._logs[key] = entry
+        batch = _Batch(entry.next_batch, [(e, dumps(d)) for e, d in events])
+        entry.next_batch += 1
+        token = f"begin-{secrets.token_hex(8)}"  # a retried begin is the same write
+        status = self._send_now(key, entry, "begin", batch, write_id=token)
+        if status is WriteStatus.RESTORE:
+            reset = dumps({"attempt": attempt})
+            retry = _Batch(entry.next_batch, [(EventType.RESET, reset), *batch.events])
+            entry.next_batch += 1
+            status = self._send_now(key, entry, "begin", retry, write_id=token + "-r")
         if state.fenced:
+            self.forget(job_id, attempt)
             raise Fenced(f"job {job_id} already has attempt {attempt} or newer")
         return state.last_event_id
 
@@ -91,100 +199,216 @@ class EventWriter:
         """Buffer generated text; it is written within one flush interval."""
         if not text:
             return
-        with self._pending_lock:
-            pending = self._pending.get((job_id, attempt))
-            if pending is None:
-                pending = self._pending[(job_id, attempt)] = _Pending()
-            pending.delta.append(text)
+        with self._lock:
+            entry = self._logs.get((job_id, attempt))
+            if entry is None:
+                return  # not begun here, or already forgotten: nothing may be written
+            entry.delta.append(text)
+            entry.transcript.append(text)
 
     def emit(self, job_id: str, attempt: int, event: str, data: dict[str, Any]) -> None:
         """Buffer an event, in order after the text before it."""
-        with self._pending_lock:
-            pending = self._pending.setdefault((job_id, attempt), _Pending())
-            pending.close_delta(attempt)
-            pending.events.append((event, dumps(data)))
+        with self._lock:
+            entry = self._logs.get((job_id, attempt))
+            if entry is None:
+                return
+            entry.close_delta(attempt)
+            entry.open.append((event, dumps(data)))
+            entry.note(event, data)
 
     def finish(self, job_id: str, attempt: int, events: list[tuple[str, dict[str, Any]]]) -> int:
         """Write everything pending for the attempt, then ``events``, before returning.
 
-        Returns the id of the last event written (0 if the attempt was fenced).
+        Returns the id of the last event written (0 if the attempt was fenced). If Redis
+        cannot be reached the events stay queued and the flusher keeps trying for a
+        while; the error is raised so the caller knows they are not written yet.
         """
         for event, data in events:
             self.emit(job_id, attempt, event, data)
+        with self._lock:
+            entry = self._logs.get((job_id, attempt))
+            if entry is None:
+                return 0
+            entry.closing_since = time.monotonic()
+            state = entry.state
         self.flush()
-        state = self.forget(job_id, attempt)
-        return 0 if state.fenced else state.last_event_id
+        if state.fenced:
+            self.forget(job_id, attempt)
+            return 0
+        with self._lock:
+            pending = (job_id, attempt) in self._logs and bool(
+                entry.unacked or entry.open or entry.delta
+            )
+        if pending:  # e.g. the reservation could not be extended this tick
+            raise RedisError(f"job {job_id}: closing events not written yet")
+        return state.last_event_id
+
+    def pending_count(self, job_id: str, attempt: int) -> int:
+        """Events of the attempt not yet confirmed by Redis (buffered text counts one)."""
+        with self._lock:
+            entry = self._logs.get((job_id, attempt))
+            if entry is None:
+                return 0
+            return entry.pending_count() + len(entry.open) + (1 if entry.delta else 0)
 
     def state(self, job_id: str, attempt: int) -> AttemptState:
-        """What the writes so far learned: fenced, cancel requested."""
-        return self._states.get((job_id, attempt)) or AttemptState()
+        """What the writes so far learned: fenced, cancel requested, broken."""
+        entry = self._logs.get((job_id, attempt))
+        return entry.state if entry is not None else AttemptState()
 
     def forget(self, job_id: str, attempt: int) -> AttemptState:
         """Drop the bookkeeping of a finished attempt."""
-        with self._pending_lock:
-            self._pending.pop((job_id, attempt), None)
-            return self._states.pop((job_id, attempt), None) or AttemptState()
+        with self._lock:
+            entry = self._logs.pop((job_id, attempt), None)
+        return entry.state if entry is not None else AttemptState()
+
+    def running(self) -> list[_Key]:
+        """The attempts this writer holds."""
+        with self._lock:
+            return list(self._logs)
 
     # -- flushing -------------------------------------------------------------
 
     def flush(self) -> None:
-        """Write every pending event of every job now, in one pipeline."""
+        """Write every pending batch of every attempt now, in one pipeline.
+
+        Raises ``RedisError`` when Redis could not be reached (everything stays queued).
+        """
         with self._flush_lock:
-            with self._pending_lock:
-                batch = self._pending
-                self._pending = {}
-                for key, pending in batch.items():
-                    pending.close_delta(key[1])
-            batch = {k: p for k, p in batch.items() if p.events}
-            if not batch:
+            with self._lock:
+                for (_, attempt), entry in self._logs.items():
+                    entry.seal(attempt)
+                todo = [
+                    (key, entry)
+                    for key, entry in self._logs.items()
+                    if entry.unacked and not entry.state.fenced
+                ]
+                self._drop_stale_closings()
+            if not todo:
                 return
-            try:
-                self._write_batch(batch)
-            except RedisError:
-                # Keep the events (ahead of anything newer) and try again next tick.
-                with self._pending_lock:
-                    for key, pending in batch.items():
-                        newer = self._pending.get(key)
-                        if newer is not None:
-                            pending.events.extend(newer.events)
-                            pending.delta = newer.delta
-                        self._pending[key] = pending
-                raise
+            todo = self._within_reservations(todo)
+            restores = self._write(todo)
+            if restores:
+                self._write(restores)
 
-    def _write_batch(self, batch: dict[_Key, _Pending]) -> None:
+    def _within_reservations(self, todo: list[tuple[_Key, _Log]]) -> list[tuple[_Key, _Log]]:
+        """Extend, in SQL and before use, the reservations the pending events would pass."""
+        if self._reserve is None:
+            return todo
+        short: list[tuple[str, int, int]] = []
+        for (job_id, attempt), entry in todo:
+            state = entry.state
+            need = max(state.last_event_id, state.floor) + entry.pending_count() + 1
+            if state.reserved and need > state.reserved:
+                short.append((job_id, attempt, need + self._id_block))
+        if not short:
+            return todo
+        try:
+            granted = self._reserve(short)
+        except Exception as exc:  # the store blinked: these attempts wait a tick
+            log.warning("could not reserve event ids (%s); their events wait", exc)
+            waiting = {(job, attempt) for job, attempt, _ in short}
+            return [(key, entry) for key, entry in todo if key not in waiting]
+        for job_id, attempt, upto in short:
+            entry = self._logs.get((job_id, attempt))
+            if entry is None:
+                continue
+            if (job_id, attempt) in granted:
+                entry.state.reserved = upto
+            else:
+                entry.state.fenced = True  # the row has a newer attempt
+        return [(key, entry) for key, entry in todo if not entry.state.fenced]
+
+    def _write(self, todo: list[tuple[_Key, _Log]]) -> list[tuple[_Key, _Log]]:
         pipe = self._redis.pipeline(transaction=False)
-        order = list(batch)
-        for job_id, attempt in order:
-            script_keys, args = self._script_args(
-                job_id, attempt, "append", batch[(job_id, attempt)].events
-            )
-            self._script(keys=script_keys, args=args, client=pipe)
-        replies = pipe.execute()
-        for key, reply in zip(order, replies, strict=True):
-            self._record(key, reply)
+        calls: list[tuple[_Key, _Log, _Batch]] = []
+        for key, entry in todo:
+            for batch in entry.unacked:
+                self._call(key, entry, "append", batch, client=pipe)
+                calls.append((key, entry, batch))
+        replies = pipe.execute(raise_on_error=False)
+        restores: list[tuple[_Key, _Log]] = []
+        for (key, entry, batch), reply in zip(calls, replies, strict=True):
+            if entry.state.fenced or (entry.unacked and entry.unacked[0] is not batch):
+                continue  # an earlier batch of this attempt did not go through
+            if isinstance(reply, Exception):
+                self._failed(key, entry, reply)
+                continue
+            status = self._record(entry, reply)
+            if status is WriteStatus.RESTORE:
+                with self._lock:
+                    entry.restore_batch(key[1])
+                restores.append((key, entry))
+            elif status is not WriteStatus.FENCED:
+                entry.unacked.popleft()
+                entry.errors = 0
+        with self._lock:
+            for key, entry in todo:
+                if entry.closing_since is not None and not (
+                    entry.unacked or entry.open or entry.delta
+                ):
+                    self._logs.pop(key, None)  # a finished attempt's last events went out
+        return restores
 
-    def _write_now(
-        self, job_id: str, attempt: int, mode: str, events: list[tuple[str, str]]
-    ) -> AttemptState:
-        script_keys, args = self._script_args(job_id, attempt, mode, events)
-        return self._record((job_id, attempt), self._script(keys=script_keys, args=args))
+    def _failed(self, key: _Key, entry: _Log, error: Exception) -> None:
+        entry.errors += 1
+        log.warning("job %s: event write refused by Redis (%s)", key[0], error)
+        if entry.errors >= _MAX_BATCH_ERRORS and isinstance(error, ResponseError):
+            entry.state.broken = f"{type(error).__name__}: {str(error)[:200]}"
 
-    def _script_args(
-        self, job_id: str, attempt: int, mode: str, events: list[tuple[str, str]]
-    ) -> tuple[list[str], list[Any]]:
-        return write_events_args(
-            job_id, attempt, mode, events, retention_s=self._retention_s, maxlen=self._maxlen
+    def _send_now(
+        self, key: _Key, entry: _Log, mode: str, batch: _Batch, *, write_id: str = ""
+    ) -> WriteStatus:
+        reply = self._call(key, entry, mode, batch, write_id=write_id)
+        return self._record(entry, reply)
+
+    def _call(
+        self,
+        key: _Key,
+        entry: _Log,
+        mode: str,
+        batch: _Batch,
+        client: Any = None,
+        *,
+        write_id: str = "",
+    ) -> Any:
+        job_id, attempt = key
+        state = entry.state
+        script_keys, args = write_events_args(
+            job_id,
+            attempt,
+            mode,
+            batch.events,
+            retention_s=self._retention_s,
+            maxlen=self._maxlen,
+            batch=batch.seq,
+            floor=max(state.floor, state.last_event_id),
+            write_id=write_id,
         )
+        return self._script(keys=script_keys, args=args, client=client)
 
-    def _record(self, key: _Key, reply: list[int]) -> AttemptState:
-        last, _current, cancel = (int(x) for x in reply)
-        state = self._states.setdefault(key, AttemptState())
-        if last < 0:
+    def _record(self, entry: _Log, reply: Any) -> WriteStatus:
+        last, _current, cancel, status = parse_reply(reply)
+        state = entry.state
+        if status is WriteStatus.FENCED:
             state.fenced = True
-        else:
-            state.last_event_id = last
-        state.cancel_requested = bool(cancel)
-        return state
+            entry.unacked.clear()
+        elif status is not WriteStatus.RESTORE:
+            state.last_event_id = max(state.last_event_id, last)
+        state.cancel_requested = state.cancel_requested or cancel
+        return status
+
+    def _drop_stale_closings(self) -> None:
+        # Closing events Redis never took, past their retry window: the job's row has
+        # the outcome and readers are served it from there.
+        now = time.monotonic()
+        for key in [
+            k
+            for k, entry in self._logs.items()
+            if entry.closing_since is not None and now - entry.closing_since > _CLOSING_RETRY_S
+        ]:
+            log.error("job %s: closing events never reached Redis; readers get the store's", key[0])
+            del self._logs[key]
 
     # -- the flusher thread ---------------------------------------------------
 

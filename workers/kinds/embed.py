@@ -12,10 +12,13 @@ import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from aijobs.providers.base import EmbeddingBatch, Provider, ProviderError
-from aijobs.schemas import EmbedInput
+from aijobs.errors import ErrorCode, ProviderError
+from aijobs.kinds.base import BatchStore, Kind, KindContext
+from aijobs.providers.base import CallGuard, EmbeddingBatch, Provider
+from aijobs.schemas import EmbedInput, JobKind
+from aijobs.settings import Settings
 
 
 def estimate_tokens(text: str) -> int:
@@ -36,18 +39,6 @@ def plan_batches(texts: list[str], *, max_inputs: int, max_tokens: int) -> list[
     if start < len(texts):
         batches.append((start, len(texts)))
     return batches
-
-
-class BatchStore(Protocol):
-    """Where finished batches go, and which are there already."""
-
-    def stored(self) -> dict[int, int]:
-        """Batch number -> dimensions of the batches stored so far."""
-        ...
-
-    def save(self, batch: int, start: int, result: EmbeddingBatch) -> None:
-        """Store one finished batch."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,8 +78,10 @@ def run_embed(
     backoff_s: Callable[[int, float | None], float],
     on_progress: Callable[[int, int], None],
     should_stop: Callable[[], bool],
+    guard: CallGuard | None = None,
 ) -> EmbedOutput:
-    """Embed every input; raises ``ProviderError`` when a batch keeps failing."""
+    """Embed every input; raises ``ProviderError`` when a batch keeps failing, and lets
+    ``admit``'s ``WaitForBudget`` through (the batches stored so far stay)."""
     texts = [job.input] if isinstance(job.input, str) else list(job.input)
     plan = plan_batches(texts, max_inputs=limits.max_inputs, max_tokens=limits.max_tokens)
     stored = store.stored()
@@ -110,7 +103,7 @@ def run_embed(
                 return None
             admit(cost)
             try:
-                result = provider.embed(job.model, batch, job.dimensions)
+                result = provider.embed(job.model, batch, job.dimensions, guard)
             except ProviderError as exc:
                 if not exc.retryable or try_ == limits.batch_retries:
                     raise
@@ -146,9 +139,38 @@ def run_embed(
                 raise errors[0]  # type: ignore[misc]
     if len(dims) > 1:
         raise ProviderError(
-            "provider_error", f"batches came back with different dimensions: {sorted(dims)}",
+            ErrorCode.PROVIDER_ERROR,
+            f"batches came back with different dimensions: {sorted(dims)}",
             retryable=False,
-        )  # fmt: skip
+        )
     stopped = should_stop() and done_inputs < len(texts)
     usage = {"prompt_tokens": tokens_used, "total_tokens": tokens_used}
     return EmbedOutput(len(texts), next(iter(dims), 0), usage, stopped, done_inputs)
+
+
+def _run(job: EmbedInput, ctx: KindContext) -> EmbedOutput:
+    settings = ctx.settings
+    limits = EmbedLimits(
+        max_inputs=settings.embed_batch_size,
+        max_tokens=settings.embed_batch_tokens,
+        concurrency=settings.embed_concurrency,
+        batch_retries=settings.embed_batch_retries,
+    )
+    return run_embed(
+        job,
+        ctx.provider,
+        ctx.batches,
+        limits=limits,
+        admit=ctx.admit,
+        backoff_s=ctx.backoff_s,
+        on_progress=ctx.progress,
+        should_stop=ctx.should_stop,
+        guard=ctx.guard,
+    )
+
+
+def _no_estimate(_job: EmbedInput, _settings: Settings) -> int:
+    return 0  # each batch is admitted on its own, as it goes
+
+
+KIND = Kind(JobKind.EMBED, _no_estimate, _run)

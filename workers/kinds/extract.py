@@ -7,9 +7,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from aijobs.errors import ErrorCode, ProviderError
+from aijobs.kinds.base import Kind, KindContext
 from aijobs.kinds.schema import prepare_schema, strip_optional_nulls, validation_error
-from aijobs.providers.base import ChatRequest, Provider, ProviderError
-from aijobs.schemas import ExtractInput
+from aijobs.providers.base import CallGuard, ChatRequest, Provider
+from aijobs.schemas import ExtractInput, JobKind
+from aijobs.settings import Settings
 
 DEFAULT_INSTRUCTIONS = (
     "Extract the requested information from the user's text. Answer with JSON that "
@@ -50,6 +53,7 @@ def run_extract(
     should_stop: Callable[[], bool],
     *,
     repair_rounds: int,
+    guard: CallGuard | None = None,
 ) -> ExtractOutput:
     """Ask for JSON in strict mode; on invalid JSON or a schema violation, feed the error
     back and ask again, at most ``repair_rounds`` times."""
@@ -74,22 +78,24 @@ def run_extract(
             on_text(text)
 
         request = ChatRequest(model=job.model, messages=messages, response_format=response_format)
-        outcome = provider.stream_chat(request, take, should_stop)
+        outcome = provider.stream_chat(request, take, should_stop, guard)
         usage = _add_usage(usage, outcome.usage)
         text = "".join(parts)
         if outcome.stopped:
             return ExtractOutput(None, text, usage, True, round_ + 1)
         if outcome.refusal:
-            raise ProviderError("refusal", f"the model refused: {outcome.refusal}", retryable=False)
+            raise ProviderError(
+                ErrorCode.REFUSAL, f"the model refused: {outcome.refusal}", retryable=False
+            )
         if outcome.finish_reason == "length":
             raise ProviderError(
-                "length",
+                ErrorCode.LENGTH,
                 "the answer reached the token limit before the JSON was complete",
                 retryable=False,
             )
         if outcome.finish_reason == "content_filter":
             raise ProviderError(
-                "content_filter",
+                ErrorCode.CONTENT_FILTER,
                 "the provider's content filter stopped the answer",
                 retryable=False,
             )
@@ -110,7 +116,27 @@ def run_extract(
                                         "the schema."},
         ]  # fmt: skip
     raise ProviderError(
-        "invalid_output",
+        ErrorCode.INVALID_OUTPUT,
         f"no valid answer after {repair_rounds + 1} tries; last: {error}",
         retryable=False,
     )
+
+
+def estimate_tokens(job: ExtractInput, settings: Settings) -> int:
+    """What the budget is charged before the call: the text, and an answer of typical size."""
+    return (len(job.text) + len(job.instructions or "")) // 4 + settings.estimate_answer_tokens
+
+
+def _run(job: ExtractInput, ctx: KindContext) -> ExtractOutput:
+    return run_extract(
+        job,
+        ctx.provider,
+        ctx.text,
+        ctx.new_round,
+        ctx.should_stop,
+        repair_rounds=ctx.settings.extract_repair_rounds,
+        guard=ctx.guard,
+    )
+
+
+KIND = Kind(JobKind.EXTRACT, estimate_tokens, _run)

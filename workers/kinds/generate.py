@@ -6,8 +6,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aijobs.providers.base import ChatRequest, Provider, ProviderError
-from aijobs.schemas import GenerateInput
+from aijobs.errors import ErrorCode, ProviderError
+from aijobs.kinds.base import Kind, KindContext
+from aijobs.providers.base import CallGuard, ChatRequest, Provider
+from aijobs.schemas import GenerateInput, JobKind
+from aijobs.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +32,7 @@ def run_generate(
     provider: Provider,
     on_text: Callable[[str], None],
     should_stop: Callable[[], bool],
+    guard: CallGuard | None = None,
 ) -> GenerateOutput:
     """Stream the completion, handing each piece of text to ``on_text``."""
     parts: list[str] = []
@@ -44,12 +48,30 @@ def run_generate(
         max_tokens=job.max_tokens,
         temperature=job.temperature,
     )
-    outcome = provider.stream_chat(request, take, should_stop)
+    outcome = provider.stream_chat(request, take, should_stop, guard)
     if outcome.refusal and not parts:
-        raise ProviderError("refusal", "the model refused to answer", retryable=False)
+        raise ProviderError(ErrorCode.REFUSAL, "the model refused to answer", retryable=False)
     if outcome.finish_reason == "content_filter":
         raise ProviderError(
-            "content_filter", "the provider's content filter stopped the answer", retryable=False
+            ErrorCode.CONTENT_FILTER,
+            "the provider's content filter stopped the answer",
+            retryable=False,
         )
     finish_reason = "cancelled" if outcome.stopped else outcome.finish_reason
     return GenerateOutput("".join(parts), finish_reason, outcome.usage, outcome.stopped)
+
+
+def estimate_tokens(job: GenerateInput, settings: Settings) -> int:
+    """What the budget is charged before the call: the prompt (~4 characters a token) and
+    the answer's most likely size, capped — a huge ``max_tokens`` must not drain the
+    bucket for everyone; the real usage settles it afterwards."""
+    prompt = sum(len(m.content) for m in job.messages) // 4
+    answer = min(job.max_tokens or settings.estimate_answer_tokens, settings.estimate_answer_tokens)
+    return prompt + answer
+
+
+def _run(job: GenerateInput, ctx: KindContext) -> GenerateOutput:
+    return run_generate(job, ctx.provider, ctx.text, ctx.should_stop, ctx.guard)
+
+
+KIND = Kind(JobKind.GENERATE, estimate_tokens, _run)

@@ -2,33 +2,68 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from aijobs.errors import ProviderError
 
-class ProviderError(Exception):
-    """Raised when a provider call fails; says whether trying again can help."""
+__all__ = ["CallGuard", "ChatOutcome", "ChatRequest", "EmbeddingBatch", "Provider", "ProviderError"]
 
-    def __init__(
-        self,
-        code: str,
-        message: str,
-        *,
-        retryable: bool,
-        status: int | None = None,
-        retry_after_s: float | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.retryable = retryable
-        self.status = status
-        self.retry_after_s = retry_after_s
 
-    def as_error(self) -> dict[str, Any]:
-        """The job ``error`` object for this failure."""
-        return {"code": self.code, "message": self.message, "retryable": self.retryable}
+class CallGuard:
+    """A provider call that can be cut from outside: the watchdog's handle on it.
+
+    The provider registers how to close its open response (``watch``); when the attempt
+    runs out of time the watchdog calls ``expire``, which closes it from the watchdog's
+    thread, so a stream that trickles or stalls without ever timing out a read still ends.
+    """
+
+    def __init__(self, deadline: float, *, call_limit_s: float | None = None) -> None:
+        #: time.monotonic() when the whole attempt must be over.
+        self.deadline = deadline
+        self.call_limit_s = call_limit_s
+        self.expired: str | None = None
+        self._close: Callable[[], None] | None = None
+        self._call_deadline = deadline
+        self._lock = threading.Lock()
+
+    @property
+    def due(self) -> float:
+        """When the current call (or the attempt) must end."""
+        return self._call_deadline
+
+    @contextmanager
+    def watch(self, close: Callable[[], None]) -> Iterator[None]:
+        """Around one provider call: ``close`` cuts it."""
+        limit = self.call_limit_s
+        with self._lock:
+            self._close = close
+            self._call_deadline = (
+                self.deadline if limit is None else min(self.deadline, time.monotonic() + limit)
+            )
+            expired = self.expired
+        if expired:
+            close()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._close = None
+                self._call_deadline = self.deadline
+
+    def expire(self, reason: str) -> None:
+        """Time is up: mark it and cut the call in progress, if any."""
+        with self._lock:
+            if self.expired is None:
+                self.expired = reason
+            close = self._close
+        if close is not None:
+            with suppress(Exception):  # closing a half-read response may itself raise
+                close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,14 +108,22 @@ class Provider(Protocol):
         request: ChatRequest,
         on_text: Callable[[str], None],
         should_stop: Callable[[], bool],
+        guard: CallGuard | None = None,
     ) -> ChatOutcome:
         """Stream ``request``, calling ``on_text`` per piece of text.
 
         Between pieces it asks ``should_stop``; when true it closes the upstream
-        stream and returns with ``stopped`` set. Raises ``ProviderError``.
+        stream and returns with ``stopped`` set. ``guard`` lets the watchdog cut the
+        call. Raises ``ProviderError``.
         """
         ...
 
-    def embed(self, model: str, inputs: list[str], dimensions: int | None) -> EmbeddingBatch:
+    def embed(
+        self,
+        model: str,
+        inputs: list[str],
+        dimensions: int | None,
+        guard: CallGuard | None = None,
+    ) -> EmbeddingBatch:
         """Embed ``inputs`` in one request. Raises ``ProviderError``."""
         ...

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import openai
 
-from aijobs.providers.base import ProviderError
+from aijobs.errors import ErrorCode, ProviderError, provider_http_code
 
 try:  # openai>=3 ships its own fork of httpx
     import httpx2 as _http
@@ -74,48 +74,74 @@ def classify(exc: BaseException) -> ProviderError:
         return exc
     if isinstance(exc, openai.APITimeoutError):
         return ProviderError(
-            "provider_timeout", "the provider did not answer in time", retryable=True
+            ErrorCode.PROVIDER_TIMEOUT, "the provider did not answer in time", retryable=True
         )
     if isinstance(exc, openai.APIConnectionError):
         return ProviderError(
-            "provider_unreachable", f"could not reach the provider: {exc}", retryable=True
+            ErrorCode.PROVIDER_UNREACHABLE,
+            f"could not reach the provider ({type(exc.__cause__ or exc).__name__})",
+            retryable=True,
         )
     if isinstance(exc, openai.APIStatusError):
         return _classify_status(exc)
     if isinstance(exc, TransportError):
         return ProviderError(
-            "stream_interrupted",
+            ErrorCode.STREAM_INTERRUPTED,
             f"the provider's stream broke off: {type(exc).__name__}",
             retryable=True,
         )
-    return ProviderError("provider_error", f"{type(exc).__name__}: {exc}", retryable=False)
+    return ProviderError(ErrorCode.PROVIDER_ERROR, f"{type(exc).__name__}", retryable=False)
+
+
+_STATUS_CODES = {
+    400: ErrorCode.BAD_REQUEST,
+    401: ErrorCode.UNAUTHORIZED,
+    403: ErrorCode.FORBIDDEN,
+    404: ErrorCode.NOT_FOUND,
+}
 
 
 def _classify_status(exc: openai.APIStatusError) -> ProviderError:
     status = exc.status_code
     code = exc.code or ""
-    # The provider's own words, not the SDK's "Error code: 400 - {...}" wrapping.
+    # The provider's own words, not the SDK's "Error code: 400 - {...}" wrapping, with
+    # anything that identifies our account taken out (tenants read this message).
     body = exc.body if isinstance(exc.body, dict) else {}
-    message = _short(str(body.get("message") or exc.message))
+    message = scrub(str(body.get("message") or exc.message))
+    request_id = exc.response.headers.get("x-request-id")
+    if request_id:
+        message = f"{message} (provider request {scrub(request_id)[:64]})"
     if status == 429:
         if code in _TERMINAL_429_CODES or exc.type in _TERMINAL_429_CODES:
             return ProviderError(
-                code or "insufficient_quota", message, retryable=False, status=status
+                code or ErrorCode.INSUFFICIENT_QUOTA, message, retryable=False, status=status
             )
         wait = retry_after_s(exc.response.headers)
         return ProviderError(
-            "rate_limited",
+            ErrorCode.RATE_LIMITED,
             message,
             retryable=True,
             status=status,
             retry_after_s=None if wait is None else math.ceil(wait * 1000) / 1000,
         )
     if status in (408, 409) or status >= 500:
-        return ProviderError(f"provider_http_{status}", message, retryable=True, status=status)
-    names = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found"}
-    name = names.get(status, f"provider_http_{status}")
+        return ProviderError(provider_http_code(status), message, retryable=True, status=status)
+    name = _STATUS_CODES.get(status) or provider_http_code(status)
     return ProviderError(name, message, retryable=False, status=status)
 
 
-def _short(message: str, limit: int = 500) -> str:
-    return message if len(message) <= limit else message[: limit - 1] + "…"
+# Keys (sk-..., masked or not), organisation and project ids, bearer tokens, emails.
+_SECRETS = re.compile(
+    r"(?:sk|rk|pk)-[A-Za-z0-9_\-*]{4,}"
+    r"|\borg-[A-Za-z0-9]{4,}"
+    r"|\bproj_[A-Za-z0-9]{4,}"
+    r"|\buser-[A-Za-z0-9]{8,}"
+    r"|(?i:bearer)\s+[A-Za-z0-9._\-]{8,}"
+    r"|[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}"
+)
+
+
+def scrub(message: str, limit: int = 500) -> str:
+    """A provider message with keys and account ids replaced, cut to ``limit`` characters."""
+    cleaned = _SECRETS.sub("[redacted]", message)
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"

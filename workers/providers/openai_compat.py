@@ -1,9 +1,13 @@
 """Any OpenAI-compatible endpoint, through the official ``openai`` SDK.
 
 The SDK builds and authenticates requests and raises its typed errors; our
-policy does the retrying (``max_retries=0``). For streams we read the raw SSE
-lines (``with_streaming_response``) and ``json.loads`` them: building a typed
+policy does the retrying (``max_retries=0``). For streams we read the raw bytes
+(``with_streaming_response``), cut them into SSE lines at CR/LF only (``aijobs.sse``:
+a model's U+2028 is text, not a line end) and ``json.loads`` them: building a typed
 ``ChatCompletionChunk`` per token costs ~9x the CPU of the whole wire path.
+
+Every call can be cut by the attempt's watchdog (``CallGuard``): a provider that keeps
+the connection alive without finishing ends with ``timeout``, not never.
 """
 
 from __future__ import annotations
@@ -11,15 +15,24 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import openai
 
-from aijobs.providers.base import ChatOutcome, ChatRequest, EmbeddingBatch, ProviderError
+from aijobs.errors import ErrorCode
+from aijobs.providers.base import (
+    CallGuard,
+    ChatOutcome,
+    ChatRequest,
+    EmbeddingBatch,
+    ProviderError,
+)
 from aijobs.providers.errors import TransportError, classify
+from aijobs.sse import iter_lines
 from aijobs.vectors import to_float32_bytes
 
-_DATA = "data:"
+_DATA = b"data:"
 
 
 class OpenAIProvider:
@@ -54,6 +67,7 @@ class OpenAIProvider:
         request: ChatRequest,
         on_text: Callable[[str], None],
         should_stop: Callable[[], bool],
+        guard: CallGuard | None = None,
     ) -> ChatOutcome:
         """Stream a chat completion; see ``Provider.stream_chat``."""
         params: dict[str, Any] = {
@@ -70,12 +84,14 @@ class OpenAIProvider:
             params["response_format"] = request.response_format
         outcome = ChatOutcome()
         try:
-            with self.client.chat.completions.with_streaming_response.create(**params) as response:
-                done = _read_stream(response.iter_lines(), outcome, on_text, should_stop)
+            create = self.client.chat.completions.with_streaming_response.create
+            with create(**params) as response, _guarded(guard, response.close):
+                lines = iter_lines(response.iter_bytes())
+                done = _read_stream(lines, outcome, on_text, should_stop)
         except ProviderError:
             raise
-        except (openai.OpenAIError, TransportError) as exc:
-            raise classify(exc) from exc
+        except Exception as exc:
+            raise _failure(exc, guard) from exc
         if not done and not outcome.stopped:
             raise ProviderError(
                 "stream_interrupted",
@@ -84,7 +100,13 @@ class OpenAIProvider:
             )
         return outcome
 
-    def embed(self, model: str, inputs: list[str], dimensions: int | None) -> EmbeddingBatch:
+    def embed(
+        self,
+        model: str,
+        inputs: list[str],
+        dimensions: int | None,
+        guard: CallGuard | None = None,
+    ) -> EmbeddingBatch:
         """Embed ``inputs`` in one request; see ``Provider.embed``.
 
         Asks for base64 and keeps the float32 bytes as they come: no float is parsed.
@@ -93,14 +115,18 @@ class OpenAIProvider:
         if dimensions is not None:
             params["dimensions"] = dimensions
         try:
-            raw = self.client.embeddings.with_raw_response.create(**params)
-            body = json.loads(raw.http_response.content)
-        except (openai.OpenAIError, TransportError) as exc:
-            raise classify(exc) from exc
+            create = self.client.embeddings.with_streaming_response.create
+            with create(**params) as response, _guarded(guard, response.close):
+                content = response.read()
+            body = json.loads(content)
         except ValueError as exc:
             raise ProviderError(
-                "provider_error", "the provider's answer is not JSON", retryable=True
+                ErrorCode.PROVIDER_ERROR, "the provider's answer is not JSON", retryable=True
             ) from exc
+        except ProviderError:
+            raise
+        except Exception as exc:
+            raise _failure(exc, guard) from exc
         return decode_embeddings(body, expected=len(inputs))
 
 
@@ -131,6 +157,25 @@ def decode_embeddings(body: dict[str, Any], *, expected: int) -> EmbeddingBatch:
     )
 
 
+def _guarded(guard: CallGuard | None, close: Callable[[], None]) -> AbstractContextManager[None]:
+    """While reading a response: the watchdog may cut it with ``close``."""
+    return guard.watch(close) if guard is not None else nullcontext()
+
+
+def _failure(exc: BaseException, guard: CallGuard | None) -> ProviderError:
+    """The classified error of a failed call; a call the watchdog cut is a timeout."""
+    if guard is not None and guard.expired:
+        return ProviderError(ErrorCode.TIMEOUT, guard.expired, retryable=True)
+    if isinstance(exc, openai.OpenAIError | TransportError):
+        return classify(exc)
+    if isinstance(exc, ValueError):  # a chunk that is not JSON
+        return ProviderError(
+            ErrorCode.STREAM_INTERRUPTED, "the provider sent a chunk that is not JSON",
+            retryable=True,
+        )  # fmt: skip
+    raise exc
+
+
 def _read_stream(
     lines: Any,
     outcome: ChatOutcome,
@@ -144,7 +189,7 @@ def _read_stream(
         if not line.startswith(_DATA):
             continue  # blank separators, comments, "event:" lines
         payload = line[len(_DATA) :].strip()
-        if payload == "[DONE]":
+        if payload == b"[DONE]":
             if refusal:
                 outcome.refusal = "".join(refusal)
             return outcome.finish_reason is not None
@@ -152,7 +197,7 @@ def _read_stream(
         if "error" in chunk and not chunk.get("choices"):
             error = chunk["error"] or {}
             raise ProviderError(
-                str(error.get("code") or error.get("type") or "provider_error"),
+                str(error.get("code") or error.get("type") or ErrorCode.PROVIDER_ERROR),
                 str(error.get("message") or "the provider reported an error mid-stream"),
                 retryable=error.get("type") == "server_error",
             )

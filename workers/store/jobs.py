@@ -10,12 +10,12 @@ from __future__ import annotations
 import base64
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Update, and_, delete, func, or_, select, update
+from sqlalchemy import Update, and_, case, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from aijobs.schemas import TERMINAL_STATUSES, JobStatus
@@ -62,11 +62,28 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 
 @dataclass(frozen=True, slots=True)
-class ClaimResult:
-    """The outcome of trying to start an attempt: the attempt number, or why not."""
+class Claim:
+    """A started attempt: its number and the event ids reserved for it."""
 
-    attempt: int | None
-    reason: str = ""
+    attempt: int
+    #: The attempt's ids start above this one...
+    floor: int
+    #: ...and are reserved up to this one (the flusher extends it ahead of use).
+    reserved: int
+    cancel_requested: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingJob:
+    """What the queue needs to know of an unfinished job."""
+
+    id: str
+    tenant: str
+    kind: str
+    status: str
+    priority: int
+    run_at: datetime | None
+    updated_at: datetime
 
 
 class JobRepository:
@@ -83,11 +100,12 @@ class JobRepository:
         model: str,
         payload: dict[str, Any],
         meta: dict[str, Any],
-        enqueued: bool = True,
         idempotency_key: str | None = None,
         request_hash: str | None = None,
+        priority: int = 5,
+        run_at: datetime | None = None,
     ) -> Job:
-        """Insert a queued job (``enqueued``: its message is about to go to the broker).
+        """Insert a queued job: one statement.
 
         Raises ``IdempotencyConflict`` if the tenant already has a job under
         ``idempotency_key`` (concurrent requests included: a unique index decides).
@@ -100,13 +118,16 @@ class JobRepository:
             model=model,
             status=JobStatus.QUEUED,
             attempts=0,
+            failures=0,
+            losses=0,
             input=payload,
             meta=meta,
             created_at=now,
             updated_at=now,
-            enqueued_at=now if enqueued else None,
             idempotency_key=idempotency_key,
             request_hash=request_hash,
+            priority=priority,
+            run_at=run_at,
         )
         try:
             with self.db.session() as session:
@@ -177,33 +198,38 @@ class JobRepository:
             conn.execute(stmt)
             conn.execute(delete(EmbeddingBatch).where(EmbeddingBatch.job_id == job_id))
 
-    def mark_enqueued(self, job_id: str, *, enqueued: bool) -> None:
-        """Record whether the job's message reached the broker."""
-        stmt = update(_jobs).where(_jobs.c.id == job_id)
-        with self.db.engine.begin() as conn:
-            conn.execute(stmt.values(enqueued_at=utcnow() if enqueued else None))
-
-    def list_unsent(self, *, older_than_s: float, stale_after_s: float, limit: int) -> list[Job]:
-        """Queued jobs whose message never reached the broker (older than ``older_than_s``),
-        or went there more than ``stale_after_s`` ago and was never picked up."""
-        now = utcnow()
+    def list_unfinished(
+        self, *, after_id: str = "", limit: int = 1000, older_than_s: float = 0.0
+    ) -> list[WaitingJob]:
+        """Unfinished jobs (queued, retrying, running) by id after ``after_id``, not
+        updated for ``older_than_s``: what the reconciler checks against Redis."""
+        cutoff = utcnow() - timedelta(seconds=older_than_s)
         query = (
-            select(Job)
-            .where(
-                Job.status == JobStatus.QUEUED,
-                or_(
-                    and_(
-                        Job.enqueued_at.is_(None),
-                        Job.created_at <= now - timedelta(seconds=older_than_s),
-                    ),
-                    Job.enqueued_at <= now - timedelta(seconds=stale_after_s),
-                ),
+            select(
+                _jobs.c.id, _jobs.c.tenant, _jobs.c.kind, _jobs.c.status, _jobs.c.priority,
+                _jobs.c.run_at, _jobs.c.updated_at,
             )
-            .order_by(Job.created_at)
+            .where(
+                _jobs.c.status.in_(_CLAIMABLE),
+                _jobs.c.id > after_id,
+                _jobs.c.updated_at <= cutoff,
+            )
+            .order_by(_jobs.c.id)
             .limit(limit)
-        )
-        with self.db.session() as session:
-            return list(session.scalars(query))
+        )  # fmt: skip
+        with self.db.engine.connect() as conn:
+            return [WaitingJob(*row) for row in conn.execute(query)]
+
+    def waiting_info(self, job_ids: Sequence[str]) -> dict[str, WaitingJob]:
+        """The queue fields of these jobs (terminal ones included), by id."""
+        if not job_ids:
+            return {}
+        query = select(
+            _jobs.c.id, _jobs.c.tenant, _jobs.c.kind, _jobs.c.status, _jobs.c.priority,
+            _jobs.c.run_at, _jobs.c.updated_at,
+        ).where(_jobs.c.id.in_(list(job_ids)))  # fmt: skip
+        with self.db.engine.connect() as conn:
+            return {row[0]: WaitingJob(*row) for row in conn.execute(query)}
 
     def get(self, job_id: str, *, tenant: str | None = None) -> Job | None:
         """A job by id; with ``tenant``, only if it belongs to that tenant."""
@@ -240,8 +266,13 @@ class JobRepository:
         rows = rows[:limit]
         return rows, (encode_cursor(rows[-1]) if more and rows else None)
 
-    def claim(self, job_id: str, *, seen_attempts: int) -> ClaimResult:
-        """Start attempt ``seen_attempts + 1`` unless someone else started one first."""
+    def claim(self, job_id: str, *, seen_attempts: int, id_block: int) -> Claim | None:
+        """Start attempt ``seen_attempts + 1`` unless someone else started one first.
+
+        In the same statement: count a loss if the previous attempt was still marked
+        running (its worker vanished), and reserve ``id_block`` event ids above every id
+        an earlier attempt may have used.
+        """
         attempt = seen_attempts + 1
         now = utcnow()
         stmt = (
@@ -256,11 +287,40 @@ class JobRepository:
                 status=JobStatus.RUNNING.value,
                 updated_at=now,
                 started_at=func.coalesce(_jobs.c.started_at, now),
+                losses=_jobs.c.losses
+                + case((_jobs.c.status == JobStatus.RUNNING.value, 1), else_=0),
+                last_event_id=func.coalesce(_jobs.c.last_event_id, 0) + id_block,
             )
+            .returning(_jobs.c.last_event_id, _jobs.c.cancel_requested)
         )
-        if not self._execute(stmt):
-            return ClaimResult(None, "claimed by another attempt")
-        return ClaimResult(attempt)
+        with self.db.engine.begin() as conn:
+            row = conn.execute(stmt).first()
+        if row is None:
+            return None
+        reserved = int(row[0])
+        return Claim(attempt, reserved - id_block, reserved, bool(row[1]))
+
+    def reserve_events(self, wanted: Sequence[tuple[str, int, int]]) -> set[tuple[str, int]]:
+        """Raise the event-id reservation of running attempts: (job, attempt, up to).
+
+        Returns the (job, attempt) pairs whose row took it; the others are no longer
+        the job's current attempt.
+        """
+        granted: set[tuple[str, int]] = set()
+        with self.db.engine.begin() as conn:
+            for job_id, attempt, upto in wanted:
+                stmt = (
+                    update(_jobs)
+                    .where(
+                        _jobs.c.id == job_id,
+                        _jobs.c.attempts == attempt,
+                        _jobs.c.status == JobStatus.RUNNING.value,
+                    )
+                    .values(last_event_id=upto)
+                )
+                if conn.execute(stmt).rowcount == 1:
+                    granted.add((job_id, attempt))
+        return granted
 
     def _execute(self, stmt: Update) -> bool:
         """Run one guarded UPDATE; True if it matched exactly one row."""
@@ -277,11 +337,15 @@ class JobRepository:
         error: dict[str, Any] | None = None,
         usage: dict[str, Any] | None = None,
         last_event_id: int | None = None,
+        failed_attempt: bool = False,
+        run_at: datetime | None = None,
     ) -> bool:
         """Move the running attempt ``attempt`` to ``status``; False if it is no longer current.
 
         A terminal move also records the id its closing event will have, so the outcome
-        can be served with the same ids after the event stream is gone.
+        can be served with the same ids after the event stream is gone. A move to
+        ``retrying`` counts a failure when ``failed_attempt`` (a hand-off or a wait for
+        budget does not) and records when the job may run again.
         """
         now = utcnow()
         values: dict[str, Any] = {"status": status.value, "updated_at": now}
@@ -289,6 +353,10 @@ class JobRepository:
             values |= {"result": result, "error": error, "usage": usage, "finished_at": now}
             if last_event_id is not None:
                 values["last_event_id"] = last_event_id
+        else:
+            values["run_at"] = run_at
+            if failed_attempt:
+                values["failures"] = _jobs.c.failures + 1
         stmt = (
             update(_jobs)
             .where(
@@ -300,8 +368,45 @@ class JobRepository:
         )
         return self._execute(stmt)
 
-    def fail_unclaimed(self, job_id: str, *, seen_attempts: int, error: dict[str, Any]) -> bool:
-        """Fail a job before it starts another attempt (e.g. its attempts are used up)."""
+    def defer_unclaimed(
+        self, job_id: str, *, seen_attempts: int, run_at: datetime, events: int
+    ) -> int | None:
+        """Hold a job that may not start yet (its budget is spent) until ``run_at``,
+        without starting an attempt; reserve ids for ``events`` status events.
+
+        A job found ``running`` (its worker vanished) becomes ``retrying``: the row says
+        it waits. Returns the first reserved id minus one (None: someone else moved it).
+        """
+        stmt = (
+            update(_jobs)
+            .where(
+                _jobs.c.id == job_id,
+                _jobs.c.attempts == seen_attempts,
+                _jobs.c.status.in_(_CLAIMABLE),
+            )
+            .values(
+                status=case(
+                    (_jobs.c.status == JobStatus.RUNNING.value, JobStatus.RETRYING.value),
+                    else_=_jobs.c.status,
+                ),
+                losses=_jobs.c.losses
+                + case((_jobs.c.status == JobStatus.RUNNING.value, 1), else_=0),
+                run_at=run_at,
+                updated_at=utcnow(),
+                last_event_id=func.coalesce(_jobs.c.last_event_id, 0) + events,
+            )
+            .returning(_jobs.c.last_event_id)
+        )
+        with self.db.engine.begin() as conn:
+            row = conn.execute(stmt).first()
+        return None if row is None else int(row[0]) - events
+
+    def fail_unclaimed(
+        self, job_id: str, *, seen_attempts: int, error: dict[str, Any], events: int
+    ) -> int | None:
+        """Fail a job without starting another attempt (its attempts are used up, it
+        keeps killing its workers). Reserves ids for ``events`` closing events and
+        records the last as the job's last event id; returns the first minus one."""
         now = utcnow()
         stmt = (
             update(_jobs)
@@ -310,52 +415,71 @@ class JobRepository:
                 _jobs.c.attempts == seen_attempts,
                 _jobs.c.status.in_(_CLAIMABLE),
             )
-            .values(status=JobStatus.FAILED.value, error=error, finished_at=now, updated_at=now)
+            .values(
+                status=JobStatus.FAILED.value,
+                error=error,
+                finished_at=now,
+                updated_at=now,
+                losses=_jobs.c.losses
+                + case((_jobs.c.status == JobStatus.RUNNING.value, 1), else_=0),
+                last_event_id=func.coalesce(_jobs.c.last_event_id, 0) + events,
+            )
+            .returning(_jobs.c.last_event_id)
         )
-        return self._execute(stmt)
+        with self.db.engine.begin() as conn:
+            row = conn.execute(stmt).first()
+        return None if row is None else int(row[0]) - events
 
-    def list_stale(self, status: JobStatus, *, older_than_s: float, limit: int) -> list[Job]:
-        """Jobs in ``status`` not updated for ``older_than_s`` seconds, oldest first."""
-        cutoff = utcnow() - timedelta(seconds=older_than_s)
-        query = (
-            select(Job)
-            .where(Job.status == status, Job.updated_at <= cutoff)
-            .order_by(Job.updated_at)
-            .limit(limit)
-        )
-        with self.db.session() as session:
-            return list(session.scalars(query))
-
-    def request_cancel(self, job_id: str, *, tenant: str) -> tuple[Job | None, bool]:
+    def request_cancel(self, job_id: str, *, tenant: str) -> tuple[Job | None, int | None]:
         """Cancel a job: at once if it is waiting, by flag if it runs.
 
-        Returns the job after the call and whether this call made it ``cancelled``.
+        Returns the job after the call and, if this call made it ``cancelled``, the id
+        reserved for its ``done`` event minus one.
         """
         now = utcnow()
         waiting = [JobStatus.QUEUED.value, JobStatus.RETRYING.value]
-        with self.db.session() as session:
-            cancelled = session.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.tenant == tenant, Job.status.in_(waiting))
+        with self.db.engine.begin() as conn:
+            row = conn.execute(
+                update(_jobs)
+                .where(
+                    _jobs.c.id == job_id, _jobs.c.tenant == tenant, _jobs.c.status.in_(waiting)
+                )
                 .values(
-                    status=JobStatus.CANCELLED,
+                    status=JobStatus.CANCELLED.value,
                     cancel_requested=True,
                     finished_at=now,
                     updated_at=now,
+                    last_event_id=func.coalesce(_jobs.c.last_event_id, 0) + 1,
                 )
-            ).rowcount  # type: ignore[attr-defined]
-            if not cancelled:
-                session.execute(
-                    update(Job)
-                    .where(Job.id == job_id, Job.tenant == tenant, Job.status == JobStatus.RUNNING)
+                .returning(_jobs.c.last_event_id)
+            ).first()
+            if row is None:
+                conn.execute(
+                    update(_jobs)
+                    .where(
+                        _jobs.c.id == job_id,
+                        _jobs.c.tenant == tenant,
+                        _jobs.c.status == JobStatus.RUNNING.value,
+                    )
                     .values(cancel_requested=True, updated_at=now)
                 )
-        return self.get(job_id, tenant=tenant), bool(cancelled)
+        floor = None if row is None else int(row[0]) - 1
+        return self.get(job_id, tenant=tenant), floor
+
+    def cancel_requested(self, job_ids: Sequence[str]) -> set[str]:
+        """Which of these jobs have a cancel request recorded."""
+        if not job_ids:
+            return set()
+        query = select(_jobs.c.id).where(
+            _jobs.c.id.in_(list(job_ids)), _jobs.c.cancel_requested.is_(True)
+        )
+        with self.db.engine.connect() as conn:
+            return {row[0] for row in conn.execute(query)}
 
     def record_last_event(self, job_id: str, event_id: int) -> None:
         """Remember the id of the job's final event, so it can be served after retention."""
-        with self.db.session() as session:
-            session.execute(update(Job).where(Job.id == job_id).values(last_event_id=event_id))
+        with self.db.engine.begin() as conn:
+            conn.execute(update(_jobs).where(_jobs.c.id == job_id).values(last_event_id=event_id))
 
     # -- embedding vectors ------------------------------------------------------
 

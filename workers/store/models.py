@@ -53,7 +53,7 @@ class Job(Base):
     __tablename__ = "jobs"
     __table_args__ = (
         Index("ix_jobs_tenant_created", "tenant", "created_at", "id"),
-        Index("ix_jobs_status_enqueued", "status", "enqueued_at"),
+        Index("ix_jobs_status_id", "status", "id"),
         Index("ux_jobs_tenant_idempotency", "tenant", "idempotency_key", unique=True),
         Index("ix_jobs_tenant_status", "tenant", "status"),
         Index("ix_jobs_finished", "finished_at"),
@@ -71,7 +71,16 @@ class Job(Base):
     usage: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: While the job runs: event ids up to this one are reserved (a new attempt starts
+    #: above it, so no id a reader may have seen is ever issued again, whatever Redis
+    #: lost). Once the job is terminal: exactly the id of its ``done`` event.
     last_event_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    #: Attempts that ended in a retryable error, and attempts whose worker vanished.
+    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    losses: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: 0-9, 9 first, within the tenant's fair share; and when it may start.
+    priority: Mapped[int] = mapped_column(Integer, default=5, server_default="5")
+    run_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     #: The client's Idempotency-Key (unique per tenant) and a hash of the request body.
@@ -79,8 +88,6 @@ class Job(Base):
     request_hash: Mapped[str | None] = mapped_column(String(64), default=None)
     #: When retention scrubbed its input and output.
     purged_at: Mapped[datetime | None] = mapped_column(default=None)
-    #: When the message went to the broker; NULL while it has not (the broker was down).
-    enqueued_at: Mapped[datetime | None] = mapped_column(default=None)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
 

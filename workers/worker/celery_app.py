@@ -8,9 +8,11 @@ import threading
 from celery import Celery
 from celery.signals import worker_init, worker_shutdown, worker_shutting_down
 
+from aijobs.connections import broker_settings
+from aijobs.errors import ConfigurationError
 from aijobs.metrics import serve_metrics
 from aijobs.schemas import JobKind
-from aijobs.settings import Settings, SettingsError
+from aijobs.settings import Settings
 from aijobs.store.migrate import SchemaOutOfDate
 from aijobs.worker.context import WorkerContext
 
@@ -22,19 +24,29 @@ TASK_NAMES: dict[str, str] = {kind.value: f"aijobs.{kind.value}" for kind in Job
 QUEUES: tuple[str, ...] = tuple(kind.value for kind in JobKind)
 
 
-def enqueue(app: Celery, job_id: str, kind: str) -> None:
-    """Send a job's task by name: its arguments are the job id and kind, nothing else."""
-    app.send_task(TASK_NAMES[kind], args=[job_id], kwargs={"kind": kind}, queue=kind)
+def send_job(app: Celery, job_id: str, kind: str) -> None:
+    """Send a job's task by name: its arguments are the job id and kind, nothing else.
+
+    Straight to the kind's queue (the anonymous exchange): no routing table in Redis is
+    consulted, so a send still lands after Redis lost its data (kombu's bindings with it).
+    """
+    app.send_task(
+        TASK_NAMES[kind],
+        args=[job_id],
+        kwargs={"kind": kind},
+        exchange="",
+        routing_key=kind,
+    )
 
 
 def create_celery_app(settings: Settings) -> Celery:
-    """A Celery app on the configured Redis broker (used by workers and, to send, the API)."""
-    broker = settings.require_redis_url()
+    """A Celery app on the configured Redis broker (Sentinel too), hardened like every
+    Redis connection of ours (timeouts, keepalive, health checks)."""
+    broker, hardening = broker_settings(settings.redis_target())
     app = Celery("aijobs", broker=broker, include=["aijobs.worker.tasks"])
-    # Each message waits at most max_countdown_s before it runs, and runs at most
-    # task_time_limit_s: the visibility timeout must outlast both, or the broker
-    # hands the message to a second worker while the first still holds it.
-    transport = {"visibility_timeout": settings.visibility_timeout_s}
+    # Each message runs at most task_time_limit_s: the visibility timeout must outlast
+    # it, or the broker hands the message to a second worker while the first holds it.
+    transport = {"visibility_timeout": settings.visibility_timeout_s, **hardening}
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
@@ -51,8 +63,8 @@ def create_celery_app(settings: Settings) -> Celery:
         result_backend_transport_options=transport,
         broker_connection_retry_on_startup=True,
         broker_pool_limit=50,
-        # A submit must not hang on a dead broker: a few quick tries, then the API
-        # keeps the job queued in SQL for the reconciler.
+        # A send must not hang on a dead broker: a few quick tries, then the feeder puts
+        # the job back in its list.
         task_publish_retry_policy={
             "max_retries": 2,
             "interval_start": 0.1,
@@ -67,7 +79,7 @@ def create_celery_app(settings: Settings) -> Celery:
         worker_redirect_stdouts=False,
         worker_cancel_long_running_tasks_on_connection_loss=True,
         # SIGTERM: running jobs get shutdown_grace_s to finish, then hand their jobs
-        # back to the queue (see aijobs.worker.runner); the soft shutdown timeout is only a
+        # back to the queue (see aijobs.worker.attempt); the soft shutdown timeout is only a
         # backstop for an attempt that is stuck waiting on its provider.
         worker_soft_shutdown_timeout=settings.shutdown_grace_s + 15.0,
     )
@@ -89,11 +101,14 @@ def runtime_for(app: Celery) -> WorkerContext:
         if runtime is None:
             settings: Settings = app.aijobs_settings  # type: ignore[attr-defined]
             concurrency = app.conf.worker_concurrency or settings.worker_concurrency
+            kinds = getattr(app, "aijobs_queues", None) or QUEUES
 
             def send(job_id: str, kind: str) -> None:
-                enqueue(app, job_id, kind)
+                send_job(app, job_id, kind)
 
-            runtime = WorkerContext.build(settings, send=send, concurrency=concurrency)
+            runtime = WorkerContext.build(
+                settings, send=send, concurrency=concurrency, kinds=kinds
+            )
             app.aijobs_runtime = runtime  # type: ignore[attr-defined]
             _RUNTIMES.add(runtime)
     return runtime
@@ -123,7 +138,7 @@ def _build_at_start(sender: object = None, **_: object) -> None:
     if "prefork" not in pool:
         try:
             runtime_for(app)
-        except (SettingsError, SchemaOutOfDate) as exc:
+        except (ConfigurationError, SchemaOutOfDate) as exc:
             # Celery logs and ignores a failing signal receiver; a worker that cannot
             # run jobs must not sit there consuming messages.
             log.critical("aijobs worker cannot start: %s", exc)

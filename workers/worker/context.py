@@ -3,32 +3,34 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from redis import BlockingConnectionPool, Redis
+from redis import Redis
 
+from aijobs.connections import sync_client
+from aijobs.errors import ConfigurationError
 from aijobs.events.writer import EventWriter
+from aijobs.fairqueue import FairQueue
 from aijobs.providers.base import Provider
 from aijobs.providers.openai_compat import OpenAIProvider
 from aijobs.ratelimit import RateLimiter
-from aijobs.settings import Settings, SettingsError
+from aijobs.schemas import JobKind
+from aijobs.settings import Settings
 from aijobs.store import Database, JobRepository
 from aijobs.store.migrate import require_current
+from aijobs.worker.feeder import Feeder, Send
 from aijobs.worker.heartbeat import Heartbeat
 from aijobs.worker.leases import LeaseKeeper
-from aijobs.worker.reconciler import Reconciler, Send
-
-
-def redis_client(url: str, *, max_connections: int = 50) -> Redis:
-    """A sync Redis client whose pool waits for a free connection instead of failing."""
-    pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=30)
-    return Redis(connection_pool=pool)
+from aijobs.worker.periodic import Periodic
+from aijobs.worker.reconciler import Reconciler
+from aijobs.worker.watchdog import Watchdog
 
 
 def build_provider(settings: Settings, *, max_connections: int = 1000) -> Provider:
     """The configured OpenAI-compatible provider."""
     if settings.openai_api_key is None and not settings.openai_base_url:
-        raise SettingsError(
+        raise ConfigurationError(
             "no provider configured: set OPENAI_API_KEY (and OPENAI_BASE_URL for a "
             "compatible endpoint), or run `aijobs dev`, which starts the simulator"
         )
@@ -45,31 +47,44 @@ def build_provider(settings: Settings, *, max_connections: int = 1000) -> Provid
 
 @dataclass(eq=False)
 class WorkerContext:
-    """The per-process parts of a worker: store, Redis, event writer, leases, provider."""
+    """The per-process parts of a worker: store, Redis, queue, events, leases, provider,
+    and the background threads that keep them honest."""
 
     settings: Settings
     repo: JobRepository
     redis: Redis
+    queue: FairQueue
     writer: EventWriter
     leases: LeaseKeeper
     provider: Provider
     reconciler: Reconciler
+    feeder: Feeder
     limiter: RateLimiter
+    watchdog: Watchdog
     heartbeat: Heartbeat | None = None
     #: Set when the worker is shutting down and its grace period is over: running
     #: attempts stop between chunks and hand their job back to the queue.
     handing_off: threading.Event = field(default_factory=threading.Event)
+    #: Jobs running here whose cancel request is recorded in the store (read every few
+    #: seconds, so a cancel survives a lost Redis flag).
+    cancelled_in_store: set[str] = field(default_factory=set)
+    _loops: list[Periodic] = field(default_factory=list)
 
     @classmethod
     def build(
-        cls, settings: Settings, *, send: Send, concurrency: int | None = None
+        cls,
+        settings: Settings,
+        *,
+        send: Send,
+        concurrency: int | None = None,
+        kinds: Sequence[str] | None = None,
     ) -> WorkerContext:
-        """Build and start the runtime for ``concurrency`` concurrent jobs.
-
-        ``send(job_id, kind)`` enqueues a job (the reconciler re-enqueues with it).
-        """
+        """Build and start the runtime of a worker process with ``concurrency`` slots for
+        ``kinds`` (its queues). ``send(job_id, kind)`` hands a job to the broker."""
         slots = concurrency or settings.worker_concurrency
-        redis = redis_client(settings.require_redis_url(), max_connections=slots + 20)
+        redis = sync_client(
+            settings.redis_target(), max_connections=slots + 20, name="aijobs-worker"
+        )
         repo = JobRepository(Database(settings.database_url, pool_size=min(slots, 20)))
         require_current(repo.db.engine, settings.database_url)
         writer = EventWriter(
@@ -77,39 +92,72 @@ class WorkerContext:
             retention_s=settings.stream_retention_s,
             maxlen=settings.stream_maxlen,
             flush_interval_s=settings.delta_flush_ms / 1000,
+            reserve=repo.reserve_events,
+            id_block=settings.event_id_block,
         )
+        queue = FairQueue(redis)
         leases = LeaseKeeper(redis, ttl_s=settings.lease_ttl_s)
+        feeder = Feeder(
+            queue,
+            send,
+            kinds=list(kinds or [k.value for k in JobKind]),
+            slots=slots,
+            tenant_cap=settings.tenant_max_running,
+            dispatch_timeout_s=settings.dispatch_timeout_s,
+            weights=settings.tenant_weights,
+        )
+
+        def on_epoch() -> None:
+            # Redis was emptied: what this process holds there is gone too.
+            feeder.register()
+            leases.renew_all()
+
         reconciler = Reconciler(
             repo=repo,
             redis=redis,
-            send=send,
-            lease_ttl_s=settings.lease_ttl_s,
-            max_countdown_s=settings.max_countdown_s,
+            queue=queue,
             interval_s=settings.reconcile_interval_s,
-            queued_stale_s=settings.queued_reenqueue_s,
+            orphan_grace_s=settings.orphan_grace_s,
+            lease_ttl_s=settings.lease_ttl_s,
             retention_s=settings.data_retention_s,
             purge_interval_s=settings.purge_interval_s,
+            on_epoch=on_epoch,
         )
-        runtime = cls(
+        context = cls(
             settings=settings,
             repo=repo,
             redis=redis,
+            queue=queue,
             writer=writer,
             leases=leases,
             provider=build_provider(settings, max_connections=slots + 10),
             reconciler=reconciler,
+            feeder=feeder,
             limiter=RateLimiter(redis, settings.rate_limits, provider=settings.provider_name),
+            watchdog=Watchdog(),
         )
         if settings.worker_heartbeat_file:
-            runtime.heartbeat = Heartbeat(settings.worker_heartbeat_file)
-            runtime.heartbeat.start()
+            context.heartbeat = Heartbeat(settings.worker_heartbeat_file)
+            context.heartbeat.start()
+        context._loops.append(
+            Periodic("aijobs-cancel-poll", 2.0, context._poll_cancels, expected=(Exception,))
+        )
         writer.start()
         leases.start()
+        context.watchdog.start()
         reconciler.start()
-        return runtime
+        feeder.start()
+        for loop in context._loops:
+            loop.start()
+        return context
+
+    def _poll_cancels(self) -> None:
+        running = [lease.job_id for lease in self.leases.held()]
+        self.cancelled_in_store = self.repo.cancel_requested(running) if running else set()
 
     def hand_off_after(self, grace_s: float) -> None:
         """Let running attempts finish for ``grace_s``, then make them hand their jobs back."""
+        self.feeder.stop()  # take no more work: this process is leaving
         timer = threading.Timer(grace_s, self.handing_off.set)
         timer.daemon = True
         timer.start()
@@ -118,7 +166,11 @@ class WorkerContext:
         """Flush events, stop background threads, close connections."""
         if self.heartbeat is not None:
             self.heartbeat.stop()
+        for loop in self._loops:
+            loop.stop()
+        self.feeder.stop()
         self.reconciler.stop()
+        self.watchdog.stop()
         self.leases.stop()
         self.writer.stop()
         close = getattr(self.provider, "close", None)
