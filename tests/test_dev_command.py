@@ -1,13 +1,18 @@
-"""`aijobs dev` on a bare machine: brings everything up, runs a job, and leaves nothing behind."""
+"""`aijobs dev` on a bare machine: brings everything up, runs a job, stops on Ctrl-C every
+time (even started from a script, where SIGINT arrives ignored), leaves nothing behind,
+and loses nothing across a restart (its Redis keeps an append-only file, its key and
+passwords stay the same)."""
 
 from __future__ import annotations
 
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -22,51 +27,99 @@ def _bare_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("AIJOBS_")}
 
 
-def test_dev_runs_the_whole_system_and_ctrl_c_stops_it(tmp_path: Path) -> None:
-    api_port, flower_port = free_port(), free_port()
+def _ignore_sigint() -> None:
+    # As a command started with `&` from a non-interactive shell gets it (POSIX).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@dataclass
+class Dev:
+    proc: subprocess.Popen[str]
+    banner: str
+    children: list[psutil.Process]
+
+    @property
+    def key(self) -> str:
+        return re.search(r"API key\s+(\S+)", self.banner).group(1)  # type: ignore[union-attr]
+
+    @property
+    def flower_password(self) -> str:
+        return re.search(r"password (\S+)\)", self.banner).group(1)  # type: ignore[union-attr]
+
+
+def start_dev(cwd: Path, api_port: int, flower_port: int) -> Dev:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "aijobs.cli", "dev", "--port", str(api_port),
-         "--flower-port", str(flower_port)],
-        cwd=tmp_path, env=_bare_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [sys.executable, "-P", "-m", "aijobs.cli", "dev", "--port", str(api_port),
+         "--flower-port", str(flower_port), "--simulator-port", str(free_port())],
+        cwd=cwd, env=_bare_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=_ignore_sigint,
     )  # fmt: skip
     banner: list[str] = []
-    try:
-        assert proc.stdout is not None
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            banner.append(line)
-            if line.startswith("  curl -N"):
-                break
-        text = "".join(banner)
-        assert "aijobs is running" in text, text
-        key = re.search(r"API key\s+(\S+)", text).group(1)  # type: ignore[union-attr]
-        assert f"http://127.0.0.1:{api_port}" in text
-        assert re.search(r"JOB=\$\(curl .*/v1/jobs", text)
-        children = psutil.Process(proc.pid).children(recursive=True)
-        assert len(children) >= 5  # redis, simulator, api, worker, flower
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        banner.append(line)
+        if line.startswith("  curl -N"):
+            break
+    text = "".join(banner)
+    assert "aijobs is running" in text, text
+    return Dev(proc, text, psutil.Process(proc.pid).children(recursive=True))
 
-        base = f"http://127.0.0.1:{api_port}"
-        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}) as client:
+
+def stop_dev(dev: Dev) -> float:
+    """Ctrl-C; how long it took to stop everything."""
+    started = time.monotonic()
+    dev.proc.send_signal(signal.SIGINT)
+    try:
+        dev.proc.wait(45)
+    finally:
+        if dev.proc.poll() is None:
+            dev.proc.kill()
+        if dev.proc.stdout is not None:
+            dev.proc.stdout.close()
+    took = time.monotonic() - started
+    assert dev.proc.returncode == 0
+    alive = [c for c in dev.children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    assert alive == [], [c.cmdline() for c in alive]
+    return took
+
+
+def test_dev_runs_the_whole_system_stops_on_ctrl_c_and_loses_nothing_across_a_restart(
+    tmp_path: Path,
+) -> None:
+    api_port, flower_port = free_port(), free_port()
+    base = f"http://127.0.0.1:{api_port}"
+    dev = start_dev(tmp_path, api_port, flower_port)
+    try:
+        assert f"{base}/console" in dev.banner
+        assert re.search(r"JOB=\$\(curl .*/v1/jobs", dev.banner)
+        assert len(dev.children) >= 5  # redis, simulator, api, worker, flower
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {dev.key}"}) as client:
             body = {"kind": "generate", "model": "gpt-4o-mini",
                     "messages": [{"role": "user", "content": "Tell me a story"}]}  # fmt: skip
             job = client.post("/v1/jobs", json=body).json()
             events = read_events(client, job["id"], timeout_s=60)
         assert [e.event for e in events][-2:] == ["result", "done"]
-        assert "".join(e.data["text"] for e in events if e.event == "delta")
         flower = httpx.get(f"http://127.0.0.1:{flower_port}/api/workers")
         assert flower.status_code == 401  # Flower is behind a password
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            if proc.stdout is not None:
-                proc.stdout.close()
-    assert proc.returncode == 0
-    alive = [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
-    assert alive == [], [c.cmdline() for c in alive]
+        took = stop_dev(dev)
+    assert took < 30, f"Ctrl-C took {took:.1f}s"
+
+    state = tmp_path / ".aijobs"
+    assert stat.S_IMODE((state / "dev.env").stat().st_mode) == 0o600
+    assert stat.S_IMODE((state / "aijobs.db").stat().st_mode) == 0o600
+    assert list((state / "redis").glob("appendonly*")), "the dev Redis keeps an append-only file"
+
+    again = start_dev(tmp_path, api_port, flower_port)
+    try:
+        assert again.key == dev.key and again.flower_password == dev.flower_password
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {again.key}"}) as c:
+            assert c.get(f"/v1/jobs/{job['id']}").json()["status"] == "succeeded"
+            # The stream survived in Redis's append-only file, ids and all.
+            assert read_events(c, job["id"]) == events
+    finally:
+        stop_dev(again)

@@ -205,7 +205,7 @@ def _print_banner(env: dict[str, str], api_port: int, flower_port: int) -> None:
         f"""
 aijobs is running (Ctrl-C stops everything)
   API        {base}   (docs: {base}/docs)
-  Console    {base}/console   (sign in with the API key below)
+  Console    {base}/console   (sign in with the dev key below)
   Flower     http://127.0.0.1:{flower_port}   (user {user}, password {password})
   Redis      {env["REDIS_URL"]}
   Database   {env["DATABASE_URL"]}
