@@ -12,8 +12,10 @@ from fastapi import HTTPException, status
 from redis.exceptions import RedisError
 
 from aijobs.api.state import ApiState
-from aijobs.kinds.schema import SchemaRejected, prepare_schema
+from aijobs.jsonsize import deeper_than, json_bytes
+from aijobs.kinds.schema import MAX_JSON_DEPTH, SchemaRejected, prepare_schema
 from aijobs.schemas import EmbedInput, ExtractInput, GenerateInput
+from aijobs.settings import Settings
 
 JobBody = GenerateInput | ExtractInput | EmbedInput
 log = logging.getLogger(__name__)
@@ -23,10 +25,34 @@ def _unprocessable(detail: str) -> HTTPException:
     return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail)
 
 
-def check_input(body: JobBody, state: ApiState) -> None:
-    """Sizes and semantics the models cannot check alone (422 naming the field)."""
+def check_shape(body: JobBody, settings: Settings) -> None:
+    """Bounds on what may nest (metadata, a schema), checked first: nothing after this
+    (serialising, hashing, validating) can then run out of stack on a deep value."""
+    if deeper_than(body.metadata, settings.max_metadata_depth):
+        raise _unprocessable(f"metadata: nested deeper than {settings.max_metadata_depth} levels")
+    if isinstance(body, ExtractInput) and deeper_than(body.json_schema, MAX_JSON_DEPTH):
+        raise _unprocessable(f"schema: nested deeper than {MAX_JSON_DEPTH} levels")
+
+
+def check_input(body: JobBody, state: ApiState, tenant: str, *, body_bytes: int) -> None:
+    """Sizes and semantics the models cannot check alone (422 naming the field, 413 for a
+    body too large for its kind). Runs after the tenant's rate limit was charged."""
     settings = state.settings
+    if body.kind != "embed" and body_bytes > settings.max_body_bytes:
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            f"request body exceeds {settings.max_body_bytes} bytes (only embed jobs may be "
+            f"larger, up to {settings.max_jobs_body_bytes})",
+        )
+    _check_metadata(body.metadata, settings)
+    allowed = settings.models_for(tenant)
+    if allowed and body.model not in allowed:
+        raise _unprocessable(f"model: {body.model!r} is not offered here (one of: "
+                             f"{', '.join(allowed[:20])})")  # fmt: skip
     if isinstance(body, GenerateInput):
+        cap = settings.output_cap(body.model)
+        if body.max_tokens is not None and body.max_tokens > cap:
+            raise _unprocessable(f"max_tokens: at most {cap} for {body.model}")
         chars = sum(len(m.content) for m in body.messages)
         if chars > settings.max_input_chars:
             raise _unprocessable(
@@ -39,7 +65,9 @@ def check_input(body: JobBody, state: ApiState) -> None:
                 f"text: {chars} characters with the instructions; the limit is "
                 f"{settings.max_input_chars}"
             )
-        size = len(json.dumps(body.json_schema, separators=(",", ":")))
+        if deeper_than(body.json_schema, MAX_JSON_DEPTH):
+            raise _unprocessable(f"schema: nested deeper than {MAX_JSON_DEPTH} levels")
+        size = json_bytes(body.json_schema)
         if size > settings.max_schema_bytes:
             raise _unprocessable(f"schema: {size} bytes; the limit is {settings.max_schema_bytes}")
         try:
@@ -53,6 +81,16 @@ def check_input(body: JobBody, state: ApiState) -> None:
             raise _unprocessable(
                 f"input: at most {settings.embed_max_inputs} texts per job (got {len(body.input)})"
             )
+
+
+def _check_metadata(meta: dict[str, Any], settings: Settings) -> None:
+    if deeper_than(meta, settings.max_metadata_depth):
+        raise _unprocessable(f"metadata: nested deeper than {settings.max_metadata_depth} levels")
+    size = json_bytes(meta)
+    if size > settings.max_metadata_bytes:
+        raise _unprocessable(
+            f"metadata: {size} bytes as JSON; the limit is {settings.max_metadata_bytes}"
+        )
 
 
 def check_tenant_limits(state: ApiState, tenant: str) -> None:

@@ -7,11 +7,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request, status
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from aijobs.api.guards import BodyTooLarge
 from aijobs.schemas import JobKind
 
 _KINDS = ", ".join(k.value for k in JobKind)
@@ -89,6 +92,18 @@ def install_error_handlers(app: FastAPI) -> None:
         log.error("Redis error: %s", type(exc).__name__)
         return JSONResponse({"detail": "Redis is unavailable; try again"}, 503)
 
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # FastAPI answers a body it could not parse with a 400; one nested deeper than
+        # the parser goes is bad input like any other: a 422 that says so.
+        if isinstance(exc.__cause__, RecursionError):
+            return validation_response(
+                [{"type": "json_too_deep", "loc": ("body",), "msg": "nested too deeply"}]
+            )
+        if isinstance(exc.__cause__, BodyTooLarge):  # found while FastAPI read the body
+            return JSONResponse({"detail": str(exc.__cause__)}, 413)
+        return await http_exception_handler(request, exc)
+
     app.add_exception_handler(RequestValidationError, on_validation)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, on_http_error)  # type: ignore[arg-type]
     app.add_exception_handler(SQLAlchemyError, on_store_down)  # type: ignore[arg-type]
     app.add_exception_handler(RedisError, on_redis_down)  # type: ignore[arg-type]

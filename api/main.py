@@ -8,8 +8,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from aijobs import __version__
 from aijobs.api.errors import install_error_handlers
-from aijobs.api.limits import BodySizeLimit
+from aijobs.api.guards import RequestGuard
 from aijobs.api.routes import console, events, health, jobs, metrics
 from aijobs.api.state import ApiState
 from aijobs.settings import Settings
@@ -30,12 +31,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(
         title="aijobs",
-        version="0.1.0",
+        version=__version__,
         summary="Background AI jobs with resumable token streams.",
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestGuard,
+        max_body_bytes=settings.max_body_bytes,
+        max_jobs_body_bytes=settings.max_jobs_body_bytes,
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -12,6 +12,7 @@ from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from aijobs import metrics
+from aijobs.api.auth import Authenticator
 from aijobs.api.readers import ReaderSlots
 from aijobs.api.tokens import TokenSigner
 from aijobs.connections import async_client, sync_client
@@ -39,6 +40,7 @@ class ApiState:
     submit_limiter: RateLimiter
     readers: ReaderSlots
     tokens: TokenSigner
+    auth: Authenticator
 
     @classmethod
     async def open(cls, settings: Settings) -> ApiState:
@@ -51,13 +53,15 @@ class ApiState:
         require_current(db.engine, settings.database_url)
         blocking = sync_client(target, max_connections=40, name="aijobs-api")
         queue = FairQueue(blocking)
-        _watch_queues(queue)
+        # Its own connection: a scrape must not depend on (or stall) the API's pools.
+        _watch_queues(FairQueue(sync_client(target, max_connections=2, name="aijobs-metrics")))
         per_second = RateLimit(rpm=settings.tenant_submits_per_s, window_s=1.0)
         secret = settings.token_secret.get_secret_value() if settings.token_secret else None
+        keys = KeyRepository(db, cache_ttl_s=settings.key_cache_ttl_s)
         return cls(
             settings=settings,
             repo=JobRepository(db),
-            keys=KeyRepository(db, cache_ttl_s=settings.key_cache_ttl_s),
+            keys=keys,
             redis=redis,
             hub=hub,
             sync_redis=blocking,
@@ -67,6 +71,7 @@ class ApiState:
             ),
             readers=ReaderSlots(settings.tenant_max_readers),
             tokens=TokenSigner(secret),
+            auth=Authenticator(settings, keys),
         )
 
     async def close(self) -> None:

@@ -38,7 +38,13 @@ class Stack:
     """Redis, store, workers and an API for one test; everything stopped by ``close``."""
 
     def __init__(
-        self, tmp: Path, simulator: RunningSimulator, *, append_only: bool = False, **env: str
+        self,
+        tmp: Path,
+        simulator: RunningSimulator,
+        *,
+        append_only: bool = False,
+        api_keys: str = f"{TENANT_A}:{KEY_A}",
+        **env: str,
     ) -> None:
         self.tmp = tmp
         self.simulator = simulator
@@ -56,7 +62,7 @@ class Stack:
             "DATABASE_URL": self.database_url,
             "OPENAI_BASE_URL": simulator.api_base,
             "OPENAI_API_KEY": "sk-test",
-            "AIJOBS_API_KEYS": f"{TENANT_A}:{KEY_A}",
+            "AIJOBS_API_KEYS": api_keys,
             "AIJOBS_LEASE_TTL_S": "2",
             "AIJOBS_RECONCILE_INTERVAL_S": "0.5",
             "AIJOBS_SHUTDOWN_GRACE_S": "1",
@@ -70,7 +76,7 @@ class Stack:
         self.settings = Settings(
             redis_url=self.redis_url,
             database_url=self.database_url,
-            api_keys=f"{TENANT_A}:{KEY_A}",
+            api_keys=api_keys,
             sse_keepalive_s=1.0,
             key_cache_ttl_s=0,
         )
@@ -128,10 +134,10 @@ class Stack:
         self.api_url = self._api[2]
         return self.api_url
 
-    def client(self) -> httpx.Client:
-        """An HTTP client of the API, as tenant A."""
+    def client(self, key: str = KEY_A) -> httpx.Client:
+        """An HTTP client of the API (as tenant A by default)."""
         return httpx.Client(
-            base_url=self.api_url, headers={"Authorization": f"Bearer {KEY_A}"}, timeout=30
+            base_url=self.api_url, headers={"Authorization": f"Bearer {key}"}, timeout=30
         )
 
     # -- jobs -------------------------------------------------------------------------

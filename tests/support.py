@@ -16,7 +16,7 @@ from aijobs.devtools.harness import Harness, Service, child_env, wait_for
 from aijobs.sse import SseDecoder, iter_lines
 
 __all__ = ["ApiProcess", "FollowResult", "SseEvent", "clean_env", "follow", "iter_sse",
-           "read_events", "text_after_last_reset", "text_of", "wait_for"]  # fmt: skip
+           "queued", "read_events", "text_after_last_reset", "text_of", "wait_for"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -128,6 +128,13 @@ def text_of(events: list[Any]) -> str:
         elif event.event == "delta":
             text.append(event.data["text"])
     return "".join(text)
+
+
+def queued(rds: Any) -> int:
+    """Jobs waiting anywhere in Redis: the broker's queues, every tenant's list, delayed."""
+    total = sum(int(rds.llen(q)) for q in ("generate", "extract", "embed"))
+    total += sum(int(rds.zcard(key)) for key in rds.scan_iter(match="aijobs:q:*:t:*"))
+    return total + int(rds.zcard("aijobs:delayed"))
 
 
 def text_after_last_reset(events: list[Any]) -> str:

@@ -1,15 +1,46 @@
 """Prometheus metrics of the API and the workers (each process serves its own).
 
-Names start with ``aijobs_``; labels never carry a job id, a prompt or a key.
+Names start with ``aijobs_``; labels never carry a job id, a prompt or a key. Label values
+a tenant chooses (a model name) or a provider sends (an error code) are bounded: past the
+first ``MAX_LABEL_VALUES`` distinct ones a process sees, they count as ``other``, so no
+client can grow the number of series without end.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
+
+MAX_LABEL_VALUES = 64
+
+
+class BoundedLabel:
+    """The values one label may take in this process: the first ``limit`` seen, then
+    ``other``."""
+
+    def __init__(self, limit: int = MAX_LABEL_VALUES) -> None:
+        self._limit = limit
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, value: str) -> str:
+        value = str(value)[:100]
+        if value in self._seen:
+            return value
+        with self._lock:
+            if len(self._seen) < self._limit:
+                self._seen.add(value)
+                return value
+        return "other"
+
+
+#: Models (tenants name them) and provider error codes (providers choose them).
+model_label = BoundedLabel()
+code_label = BoundedLabel()
 
 _SECONDS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 

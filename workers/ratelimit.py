@@ -8,7 +8,10 @@ provider call:
   window of ``window_s`` ever holds more than ``rpm`` admissions;
 - tokens per window: a token bucket charged with an estimate before the call and
   corrected with the real usage after it;
-- "blocked until": learned from a provider's 429 (retry-after), shared by all.
+- "blocked until": learned from a provider's 429 (retry-after), shared by all;
+- each tenant's share: a second token bucket per tenant holding
+  ``AIJOBS_TENANT_BUDGET_SHARE`` of the model's tokens per window, so one tenant's jobs
+  can never spend the whole budget and defer everyone else's.
 
 It answers "go" or "wait this long"; the caller decides whether to sleep or re-queue.
 """
@@ -40,15 +43,19 @@ if rpm > 0 then
     wait = math.max(wait, tonumber(nth[2]) + window - now + 1)
   end
 end
-local level = 0
-if tpm > 0 then
-  local b = redis.call('HMGET', KEYS[2], 'level', 'ts')
-  level = tonumber(b[1] or tpm)
+local function bucket(key, size)
+  local b = redis.call('HMGET', key, 'level', 'ts')
+  local level = tonumber(b[1] or size)
   local last = tonumber(b[2] or now)
-  level = math.min(tpm, level + (now - last) * tpm / window)
-  local need = math.min(cost, tpm)
-  if level < need then wait = math.max(wait, math.ceil((need - level) * window / tpm)) end
+  level = math.min(size, level + (now - last) * size / window)
+  local need = math.min(cost, size)
+  if level < need then wait = math.max(wait, math.ceil((need - level) * window / size)) end
+  return level
 end
+local level, share_level = 0, 0
+local share = tonumber(ARGV[6])
+if tpm > 0 then level = bucket(KEYS[2], tpm) end
+if share > 0 then share_level = bucket(KEYS[4], share) end
 if wait > 0 then return wait end
 if rpm > 0 then
   redis.call('ZADD', KEYS[1], now, ARGV[5])
@@ -58,12 +65,18 @@ if tpm > 0 then
   redis.call('HSET', KEYS[2], 'level', tostring(level - cost), 'ts', now)
   redis.call('PEXPIRE', KEYS[2], window * 2)
 end
+if share > 0 then
+  redis.call('HSET', KEYS[4], 'level', tostring(share_level - cost), 'ts', now)
+  redis.call('PEXPIRE', KEYS[4], window * 2)
+end
 return 0
 """
 
 _ADJUST = """
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('HINCRBYFLOAT', KEYS[1], 'level', ARGV[1])
+for _, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 1 then
+    redis.call('HINCRBYFLOAT', key, 'level', ARGV[1])
+  end
 end
 return 0
 """
@@ -89,11 +102,13 @@ class RateLimiter:
         *,
         provider: str,
         safety_ms: int = 250,
+        tenant_share: float = 1.0,
     ) -> None:
         self._redis = redis
         self._limits = limits
         self._provider = provider
         self._safety_ms = safety_ms
+        self._tenant_share = tenant_share
         self._acquire = redis.register_script(_ACQUIRE)
         self._adjust = redis.register_script(_ADJUST)
         self._block = redis.register_script(_BLOCK)
@@ -102,8 +117,9 @@ class RateLimiter:
         """The configured budget of ``model`` (or the ``*`` default)."""
         return self._limits.get(model) or self._limits.get("*")
 
-    def acquire(self, model: str, tokens: int) -> float:
-        """Spend one request and ``tokens`` if the budget allows; else seconds to wait.
+    def acquire(self, model: str, tokens: int, *, tenant: str | None = None) -> float:
+        """Spend one request and ``tokens`` if the budget (and ``tenant``'s share of it)
+        allows; else seconds to wait.
 
         Always consults "blocked until", even for models without a budget.
         """
@@ -111,17 +127,33 @@ class RateLimiter:
         # A little slack on the window: the provider's clock starts when our request
         # arrives, a moment after we admitted it.
         window_ms = int(limit.window_s * 1000) + self._safety_ms
+        share = self._share(limit, tenant)
         wait_ms = self._acquire(
-            keys=self._keys(model),
-            args=[window_ms, limit.rpm, limit.tpm, max(0, tokens), secrets.token_hex(8)],
+            keys=[*self._keys(model), self._tenant_key(model, tenant)],
+            args=[window_ms, limit.rpm, limit.tpm, max(0, tokens), secrets.token_hex(8), share],
         )
         return int(wait_ms) / 1000.0
 
-    def settle(self, model: str, estimated: int, actual: int) -> None:
-        """Correct the token bucket once the real usage is known."""
+    def settle(
+        self, model: str, estimated: int, actual: int, *, tenant: str | None = None
+    ) -> None:
+        """Correct the token buckets once the real usage is known (a refund when the call
+        billed less than was charged, nothing billed included)."""
         limit = self.limit_for(model)
-        if limit is not None and limit.tpm and actual != estimated:
-            self._adjust(keys=[self._keys(model)[1]], args=[estimated - actual])
+        if limit is None or not limit.tpm or actual == estimated:
+            return
+        buckets = [self._keys(model)[1]]
+        if self._share(limit, tenant):
+            buckets.append(self._tenant_key(model, tenant))
+        self._adjust(keys=buckets, args=[estimated - actual])
+
+    def _share(self, limit: RateLimit, tenant: str | None) -> int:
+        if tenant is None or not limit.tpm or self._tenant_share >= 1.0:
+            return 0
+        return max(1, int(limit.tpm * self._tenant_share))
+
+    def _tenant_key(self, model: str, tenant: str | None) -> str:
+        return keys.rate_limit_keys(self._provider, model)[1] + f":t:{tenant or '-'}"
 
     def block_for(self, model: str, seconds: float) -> None:
         """Hold every worker's calls to ``model`` for ``seconds`` (a provider's 429 said so)."""

@@ -73,12 +73,25 @@ class Settings(BaseSettings):
     api_keys: SecretStr = Field(default=SecretStr(""), validation_alias=_env("API_KEYS"))
 
     # API.
-    #: Large enough for an embedding job of 100,000 texts of ~600 characters.
-    max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    #: Request bodies: submissions may be large (an embedding job of 100,000 texts of
+    #: ~600 characters); every other body, and a submission of any other kind, is held to
+    #: the small limit.
+    max_jobs_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
     #: Characters of prompt text (messages, or text + instructions) per job.
-    max_input_chars: int = Field(default=2_000_000, ge=1)
+    max_input_chars: int = Field(default=1_000_000, ge=1)
     #: Size of an extraction's JSON Schema, serialised.
     max_schema_bytes: int = Field(default=100_000, ge=100)
+    #: A job's metadata, as compact JSON, and how deep it may nest.
+    max_metadata_bytes: int = Field(default=16_384, ge=64)
+    max_metadata_depth: int = Field(default=8, ge=1)
+    #: Any request's JSON nesting (deeper is 422 before it is validated).
+    max_json_depth: int = Field(default=64, ge=8)
+    #: The models this deployment accepts (empty: any), and per tenant ({"t": ["m"]}).
+    models: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    tenant_models: dict[str, list[str]] = Field(default_factory=dict)
+    #: The largest max_tokens a job may ask (per model, "*" for the rest).
+    max_output_tokens: dict[str, int] = Field(default_factory=lambda: {"*": 32_768})
     #: Per tenant: submissions per second, unfinished jobs, open event readers (per API
     #: process). 0 turns a limit off.
     tenant_submits_per_s: int = Field(default=50, ge=0)
@@ -88,13 +101,29 @@ class Settings(BaseSettings):
     #: share of the queue ({"big-customer": 3}; others weigh 1).
     tenant_max_running: int = Field(default=0, ge=0)
     tenant_weights: dict[str, float] = Field(default_factory=dict)
-    #: How long a key lookup is cached (a revoked key stops working within this).
+    #: How long a key lookup is cached (a revoked key stops working within this), and how
+    #: many failed key checks one client address gets per second before a 429.
     key_cache_ttl_s: float = Field(default=10.0, ge=0.0)
+    key_failures_per_s: int = Field(default=20, ge=0)
     #: How long an Idempotency-Key keeps returning the same job.
     idempotency_ttl_s: int = Field(default=86_400, ge=60)
-    #: Signs short-lived event tokens for browsers; every API process needs the same one.
+    #: Signs short-lived event tokens for browsers; every API process needs the same one
+    #: (at least 32 characters).
     token_secret: SecretStr | None = None
     token_ttl_s: int = Field(default=600, ge=10, le=86_400)
+    #: The API's public address (https://jobs.example.com): token URLs are built from it,
+    #: never from a request's Host header; without it they are relative paths.
+    public_url: str | None = None
+    #: /metrics asks for this bearer token when set.
+    metrics_token: SecretStr | None = None
+    #: Slow clients: a request's head must arrive within header_timeout_s and its body
+    #: within body_timeout_s; an idle kept-alive connection closes after keepalive_s; one
+    #: API process holds at most max_connections; a WebSocket message is at most this big.
+    header_timeout_s: float = Field(default=10.0, gt=0.0)
+    body_timeout_s: float = Field(default=60.0, gt=0.0)
+    keepalive_s: int = Field(default=5, ge=1)
+    max_connections: int = Field(default=4096, ge=1)
+    ws_max_message_bytes: int = Field(default=65_536, ge=1024)
     #: Origins allowed to call the API from a browser (CORS is off when empty).
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     #: Finished jobs' inputs, outputs and streams are deleted after this long.
@@ -133,6 +162,8 @@ class Settings(BaseSettings):
     worker_pool: str = "threads"
     #: Per model (or "*"): {"gpt-4o-mini": {"rpm": 500, "tpm": 200000}}, as JSON in the env.
     rate_limits: dict[str, RateLimit] = Field(default_factory=dict)
+    #: The most of a model's tokens per window one tenant's jobs may spend (1: no share).
+    tenant_budget_share: float = Field(default=0.5, gt=0.0, le=1.0)
     #: A rate-limit wait up to this long is slept in the worker; a longer one frees the
     #: worker slot and the job waits in the queue.
     rate_limit_sleep_max_s: float = Field(default=2.0, ge=0.0)
@@ -149,8 +180,10 @@ class Settings(BaseSettings):
     embed_batch_tokens: int = Field(default=250_000, ge=1_000)
     embed_concurrency: int = Field(default=4, ge=1, le=64)
     embed_batch_retries: int = Field(default=2, ge=0)
-    #: How many times an extraction's invalid answer is fed back for repair.
+    #: How many times an extraction's invalid answer is fed back for repair, and how long
+    #: checking one answer against its schema may take (in a child process).
     extract_repair_rounds: int = Field(default=2, ge=0, le=10)
+    extract_validation_timeout_s: float = Field(default=10.0, gt=0.0)
 
     # Operations.
     #: A worker serves Prometheus metrics on this port (unset: it does not).
@@ -161,7 +194,7 @@ class Settings(BaseSettings):
     log_json: bool = False
     log_level: str = "INFO"
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "models", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -181,7 +214,17 @@ class Settings(BaseSettings):
             raise ValueError("AIJOBS_PROVIDER_TIMEOUT_S must be below AIJOBS_TASK_TIME_LIMIT_S")
         if any(w <= 0 for w in self.tenant_weights.values()):
             raise ValueError("AIJOBS_TENANT_WEIGHTS must be positive numbers")
+        if self.token_secret is not None and len(self.token_secret.get_secret_value()) < 32:
+            raise ValueError("AIJOBS_TOKEN_SECRET must be at least 32 characters")
         return self
+
+    def models_for(self, tenant: str) -> list[str]:
+        """The models ``tenant`` may use (empty: any)."""
+        return self.tenant_models.get(tenant) or self.models
+
+    def output_cap(self, model: str) -> int:
+        """The largest max_tokens a job of ``model`` may ask."""
+        return self.max_output_tokens.get(model) or self.max_output_tokens.get("*") or 32_768
 
     def redis_target(self) -> RedisTarget:
         """Where Redis is (a URL, or Sentinels), or a clear error when none is configured."""

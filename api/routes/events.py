@@ -15,7 +15,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketDisconnect
 
 from aijobs import metrics
-from aijobs.api.deps import StateDep, TenantDep, bearer_key, tenant_for_key
+from aijobs.api.auth import Caller, bearer_key
+from aijobs.api.deps import CallerDep, StateDep
+from aijobs.api.guards import CALLER
 from aijobs.api.sse import EventStreamResponse
 from aijobs.api.state import ApiState
 from aijobs.events.follow import StoredOutcome, follow_job
@@ -27,20 +29,28 @@ router = APIRouter(prefix="/v1/jobs", tags=["events"])
 log = logging.getLogger(__name__)
 
 _RETRY_MS = 2000
+#: What a reader's connect never needs from the row (the outcome's result and error it
+#: reads only when the job is finished and the stream cannot tell it).
+_NOT_READ = ("input", "meta")
 _HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+#: Event ids are below this (they fit Redis' stream ids and SQL integers alike).
+MAX_EVENT_ID = 2**53
 
 
 def parse_cursor(after: int | None, last_event_id: str | None) -> int:
     """The event id to resume after: the Last-Event-ID header wins over ``?after=``."""
     if last_event_id is not None and last_event_id.strip():
         value = last_event_id.strip()
-        if not value.isdigit():
+        # ASCII digits only: str.isdigit also says yes to "²" and "٣".
+        if not (value.isascii() and value.isdigit()) or len(value) > 16:
             raise HTTPException(
                 status.HTTP_422_UNPROCESSABLE_CONTENT,
                 "Last-Event-ID: must be an event id (a non-negative integer)",
             )
-        return int(value)
-    return after or 0
+        return min(int(value), MAX_EVENT_ID)
+    return min(after or 0, MAX_EVENT_ID)
 
 
 def _outcome(row: Job | None) -> StoredOutcome | None:
@@ -69,7 +79,7 @@ async def job_events(
     async def load_outcome() -> StoredOutcome | None:
         if fresh:
             return _outcome(fresh.pop())
-        return _outcome(await run_in_threadpool(state.repo.get, job_id))
+        return _outcome(await run_in_threadpool(state.repo.get, job_id, without=_NOT_READ))
 
     readers = metrics.STREAM_READERS.labels(transport)
     readers.inc()
@@ -97,12 +107,14 @@ async def job_events(
 )
 async def job_event_stream(
     job_id: str,
+    request: Request,
     state: StateDep,
-    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
     token: Annotated[
         str | None, Query(description="an event token (POST /v1/jobs/{id}/token), for browsers")
     ] = None,
-    after: Annotated[int | None, Query(ge=0, description="resume after this event id")] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=MAX_EVENT_ID, description="resume after this event id")
+    ] = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> Response:
     """Server-Sent Events: everything after the cursor, then live, until ``done``.
@@ -110,14 +122,14 @@ async def job_event_stream(
     Authorised by the API key, or by an event token for this job (``?token=``).
     """
     cursor = parse_cursor(after, last_event_id)
-    tenant = await reader_tenant(state, job_id, authorization, token)
+    tenant = await reader_tenant(state, request, job_id, token)
     if tenant is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "missing or invalid API key or event token",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    job = await run_in_threadpool(state.repo.get, job_id, tenant=tenant)
+    job = await run_in_threadpool(state.repo.get, job_id, tenant=tenant, without=_NOT_READ)
     if job is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "job not found")
     if finished_at_cursor(job, cursor):
@@ -139,16 +151,35 @@ async def job_event_stream(
 
 
 async def reader_tenant(
-    state: ApiState, job_id: str, authorization: str | None, token: str | None
+    state: ApiState, request: Request | None, job_id: str, token: str | None
 ) -> str | None:
-    """The tenant a reader acts for: by API key, or by an event token for this job."""
-    key = bearer_key(authorization)
+    """The tenant a reader acts for: by the API key the guard checked, or by an event
+    token for this job whose key is still live."""
+    caller = getattr(request.state, CALLER, None) if request is not None else None
+    if isinstance(caller, Caller):
+        return caller.tenant
+    return await token_tenant(state, job_id, token)
+
+
+async def token_tenant(state: ApiState, job_id: str, token: str | None) -> str | None:
+    """The tenant of a valid event token for ``job_id`` (None otherwise)."""
+    if not token:
+        return None
+    claims = state.tokens.check(token, job_id)
+    if claims is None:
+        return None
+    live = await run_in_threadpool(state.auth.key_is_live, claims.key_id)
+    return claims.tenant if live else None
+
+
+async def socket_tenant(state: ApiState, websocket: WebSocket, job_id: str,
+                        token: str | None) -> str | None:  # fmt: skip
+    """The tenant a WebSocket reader acts for: its Authorization header, or a token."""
+    key = bearer_key(websocket.headers.get("authorization"))
     if key:
-        return await run_in_threadpool(tenant_for_key, state, key)
-    if token:
-        claims = state.tokens.check(token, job_id)
-        return claims.tenant if claims else None
-    return None
+        caller = await run_in_threadpool(state.auth.caller, key)
+        return caller.tenant if caller is not None else None
+    return await token_tenant(state, job_id, token)
 
 
 @router.websocket("/{job_id}/ws")
@@ -160,13 +191,13 @@ async def job_event_socket(
 ) -> None:
     """The same events as JSON messages ``{"id", "event", "data"}``; closes after ``done``."""
     state: ApiState = websocket.app.state.aijobs
-    tenant = await reader_tenant(state, job_id, websocket.headers.get("authorization"), token)
+    tenant = await socket_tenant(state, websocket, job_id, token)
     if tenant is None:
         await websocket.send_denial_response(
             JSONResponse({"detail": "invalid API key"}, status.HTTP_401_UNAUTHORIZED)
         )
         return
-    job = await run_in_threadpool(state.repo.get, job_id, tenant=tenant)
+    job = await run_in_threadpool(state.repo.get, job_id, tenant=tenant, without=_NOT_READ)
     if job is None:
         await websocket.send_denial_response(
             JSONResponse({"detail": "job not found"}, status.HTTP_404_NOT_FOUND)
@@ -220,19 +251,23 @@ async def _serve_socket(websocket: WebSocket, state: ApiState, job: Job, after: 
 
 
 @router.post("/{job_id}/token", response_model=EventToken)
-def issue_event_token(
-    job_id: str, request: Request, state: StateDep, tenant: TenantDep
-) -> EventToken:
-    """A short-lived token that opens this job's events, for a browser's EventSource."""
-    job = state.repo.get(job_id, tenant=tenant)
+def issue_event_token(job_id: str, state: StateDep, caller: CallerDep) -> EventToken:
+    """A short-lived token that opens this job's events, for a browser's EventSource.
+
+    Its URLs are built from ``AIJOBS_PUBLIC_URL`` (never from the request's Host, which
+    the caller chooses); without it they are paths relative to the API.
+    """
+    job = state.repo.get(job_id, tenant=caller.tenant, without=_NOT_READ)
     if job is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "job not found")
     ttl_s = state.settings.token_ttl_s
-    token, expires = state.tokens.issue(job_id, tenant, ttl_s)
-    base = str(request.base_url).rstrip("/")
+    token, expires = state.tokens.issue(job_id, caller.tenant, caller.key_id, ttl_s)
+    path = f"/v1/jobs/{job_id}"
+    base = (state.settings.public_url or "").rstrip("/")
+    socket_base = base.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
     return EventToken(
         token=token,
         expires_at=datetime.fromtimestamp(expires, UTC),
-        events_url=f"{base}/v1/jobs/{job_id}/events?token={token}",
-        websocket_url=f"{base.replace('http', 'ws', 1)}/v1/jobs/{job_id}/ws?token={token}",
+        events_url=f"{base}{path}/events?token={token}",
+        websocket_url=f"{socket_base}{path}/ws?token={token}",
     )

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Iterator
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Body, Header, HTTPException, Query, Response, status
+from fastapi import APIRouter, Body, Header, HTTPException, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
@@ -16,6 +16,7 @@ from aijobs import metrics
 from aijobs.api.admission import (
     check_idempotency_key,
     check_input,
+    check_shape,
     check_tenant_limits,
     request_hash,
 )
@@ -72,6 +73,7 @@ def to_public(job: Job) -> JobPublic:
 )
 def submit_job(
     body: Annotated[JobInput, Body()],
+    request: Request,
     state: StateDep,
     tenant: TenantDep,
     response: Response,
@@ -85,17 +87,20 @@ def submit_job(
 ) -> JobPublic:
     """Accept a job and queue it; nothing is queued for a rejected request."""
     key = check_idempotency_key(idempotency_key)
-    check_input(body, state)
+    check_shape(body, state.settings)
     payload = body.model_dump(mode="json", by_alias=True, exclude={"metadata"})
     digest = request_hash(payload, body.metadata) if key else None
     if key:
+        # A retry of a submit that went through costs nothing more: it gets its job.
         state.repo.expire_idempotency_key(
             tenant, key, older_than_s=state.settings.idempotency_ttl_s
         )
         existing = state.repo.by_idempotency_key(tenant, key)
         if existing is not None:
             return _replayed(state, existing, digest, response)
+    # The tenant's rate is charged before anything costly (a schema check) runs.
     check_tenant_limits(state, tenant)
+    check_input(body, state, tenant, body_bytes=body_size(request))
     try:
         job = state.repo.create(
             tenant=tenant,
@@ -119,6 +124,15 @@ def submit_job(
     log.info("job %s queued", job.id, extra={"fields": fields})
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return to_public(job)
+
+
+def body_size(request: Request) -> int:
+    """How many bytes the request's body had (counted by the guard as it was read)."""
+    counted = request.scope.get("aijobs_body_bytes")
+    if isinstance(counted, int):
+        return counted
+    declared = request.headers.get("content-length", "")
+    return int(declared) if declared.isdigit() else 0
 
 
 def _replayed(state: ApiState, job: Job, digest: str | None, response: Response) -> JobPublic:
@@ -176,7 +190,7 @@ def get_job(
     ] = True,
 ) -> JobPublic | Response:
     """One job: status, result or error (an embedding job's result has its vectors)."""
-    job = state.repo.get(job_id, tenant=tenant)
+    job = state.repo.get(job_id, tenant=tenant, without=("input",))
     if job is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "job not found")
     public = to_public(job)

@@ -2,13 +2,33 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+import hmac
+from typing import Annotated
+
+from fastapi import APIRouter, Header, HTTPException, Response, status
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from aijobs.api.auth import bearer_key
+from aijobs.api.deps import StateDep
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/metrics", response_class=Response)
-def metrics() -> Response:
-    """Prometheus text format: jobs, queue depth, readers, and the process."""
+def metrics(
+    state: StateDep, authorization: Annotated[str | None, Header(include_in_schema=False)] = None
+) -> Response:
+    """Prometheus text format: jobs, queue depth, readers, and the process.
+
+    With ``AIJOBS_METRICS_TOKEN`` set, a scrape must carry it as a bearer token.
+    """
+    wanted = state.settings.metrics_token
+    if wanted is not None:
+        given = bearer_key(authorization) or ""
+        if not hmac.compare_digest(given.encode(), wanted.get_secret_value().encode()):
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "metrics need the token of AIJOBS_METRICS_TOKEN",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -133,7 +133,7 @@ def start_stack(h: Harness, args: argparse.Namespace) -> Stack:
             "embed_concurrency": args.embed_concurrency,
             "embed_batch_size": BATCH_SIZE,
             "embed_max_inputs": max(100_000, args.texts),
-            "max_body_bytes": max(16 * 1024 * 1024, 200 * args.texts),
+            "max_jobs_body_bytes": max(16 * 1024 * 1024, 200 * args.texts),
             "log_level": "WARNING",
         },
     )

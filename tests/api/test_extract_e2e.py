@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from aijobs.kinds.schema import validation_error
-from tests.support import SseEvent, read_events, text_after_last_reset
+from tests.support import SseEvent, queued, read_events, text_after_last_reset
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -121,7 +121,7 @@ def test_a_schema_strict_mode_cannot_take_is_refused_at_submit(
     client: httpx.Client, rds: redis.Redis
 ) -> None:
     before = len(client.get("/v1/jobs", params={"limit": 100}).json()["data"])
-    queued = sum(int(rds.llen(q)) for q in ("generate", "extract", "embed"))
+    waiting = queued(rds)
     schema = {"type": "object", "properties": {"a": {"oneOf": [{"type": "string"}]}}}
     body = {"kind": "extract", "model": "m", "text": "t", "schema": schema}
     answer = client.post("/v1/jobs", json=body)
@@ -130,4 +130,4 @@ def test_a_schema_strict_mode_cannot_take_is_refused_at_submit(
         "schema.properties.a.oneOf: strict mode does not support it (use anyOf)"
     )
     assert len(client.get("/v1/jobs", params={"limit": 100}).json()["data"]) == before
-    assert sum(int(rds.llen(q)) for q in ("generate", "extract", "embed")) <= queued
+    assert queued(rds) <= waiting

@@ -10,16 +10,13 @@ import redis
 
 from aijobs.settings import Settings
 from tests.conftest import TENANT_A
+from tests.support import queued
 
 GOOD = {
     "kind": "generate",
     "model": "gpt-4o-mini",
     "messages": [{"role": "user", "content": "hi"}],
 }
-
-
-def queued_count(rds: redis.Redis) -> int:
-    return sum(int(rds.llen(q)) for q in ("generate", "extract", "embed"))
 
 
 def job_count(client: httpx.Client) -> int:
@@ -46,7 +43,7 @@ def job_count(client: httpx.Client) -> int:
 def test_malformed_request_names_the_field_and_queues_nothing(
     client: httpx.Client, rds: redis.Redis, body: dict[str, Any], field: str, phrase: str
 ) -> None:
-    before_jobs, before_queue = job_count(client), queued_count(rds)
+    before_jobs, before_queue = job_count(client), queued(rds)
     answer = client.post("/v1/jobs", json=body)
     assert answer.status_code == 422, answer.text
     detail = answer.json()["detail"]
@@ -54,7 +51,7 @@ def test_malformed_request_names_the_field_and_queues_nothing(
     assert phrase.lower() in detail.lower()
     assert any(e["field"] == field for e in answer.json()["errors"])
     assert job_count(client) == before_jobs
-    assert queued_count(rds) <= before_queue
+    assert queued(rds) <= before_queue
 
 
 def test_invalid_json_is_422(client: httpx.Client) -> None:
@@ -68,16 +65,16 @@ def test_invalid_json_is_422(client: httpx.Client) -> None:
 def test_body_over_the_limit_is_413(
     client: httpx.Client, rds: redis.Redis, settings: Settings
 ) -> None:
-    before = queued_count(rds)
-    huge = {**GOOD, "messages": [{"role": "user", "content": "x" * settings.max_body_bytes}]}
+    before = queued(rds)
+    huge = {**GOOD, "messages": [{"role": "user", "content": "x" * settings.max_jobs_body_bytes}]}
     answer = client.post("/v1/jobs", json=huge)
     assert answer.status_code == 413
     assert "exceeds" in answer.json()["detail"]
-    assert queued_count(rds) <= before
+    assert queued(rds) <= before
 
 
 def test_embed_input_limits(client: httpx.Client, rds: redis.Redis) -> None:
-    before = queued_count(rds)
+    before = queued(rds)
     base = {"kind": "embed", "model": "text-embedding-3-small"}
     empty = client.post("/v1/jobs", json={**base, "input": ["a", ""]})
     assert empty.status_code == 422
@@ -87,7 +84,7 @@ def test_embed_input_limits(client: httpx.Client, rds: redis.Redis) -> None:
     many = client.post("/v1/jobs", json={**base, "input": ["x"] * 100_001})
     assert many.status_code == 422
     assert many.json()["detail"] == "input: at most 100000 texts per job (got 100001)"
-    assert queued_count(rds) <= before
+    assert queued(rds) <= before
 
 
 def test_bad_resume_cursor_is_422(client: httpx.Client, rds: redis.Redis) -> None:

@@ -58,8 +58,8 @@ def test_nulls_for_optional_properties_are_removed_so_the_answer_fits() -> None:
 
 
 def test_validation_error_names_the_place() -> None:
-    assert validation_error({"name": 3}, PERSON) == "$.name: 3 is not of type 'string'"
-    assert "'name' is a required property" in (validation_error({}, PERSON) or "")
+    assert validation_error({"name": 3}, PERSON) == '$.name: 3 is not of type "string"'
+    assert '"name" is a required property' in (validation_error({}, PERSON) or "")
 
 
 @pytest.mark.parametrize(

@@ -25,19 +25,9 @@ def _settings() -> Settings:
 
 def cmd_api(args: argparse.Namespace) -> int:
     """Run the HTTP API."""
-    import uvicorn
+    from aijobs.api.server import run_api
 
-    from aijobs.api.main import create_app
-
-    settings = _settings()
-    uvicorn.run(
-        create_app(settings),
-        host=args.host,
-        port=args.port,
-        log_level="info" if args.access_log else "warning",
-        access_log=args.access_log,
-        timeout_graceful_shutdown=5,
-    )
+    run_api(_settings(), host=args.host, port=args.port, access_log=args.access_log)
     return 0
 
 

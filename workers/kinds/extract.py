@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from aijobs.errors import ErrorCode, ProviderError
+from aijobs.jsonsize import deeper_than
 from aijobs.kinds.base import Kind, KindContext
-from aijobs.kinds.schema import prepare_schema, strip_optional_nulls, validation_error
+from aijobs.kinds.schema import prepare_schema, strip_optional_nulls
+from aijobs.kinds.validation import check_answer
 from aijobs.providers.base import CallGuard, ChatRequest, Provider
 from aijobs.schemas import ExtractInput, JobKind
 from aijobs.settings import Settings
@@ -54,6 +56,7 @@ def run_extract(
     *,
     repair_rounds: int,
     guard: CallGuard | None = None,
+    validation_timeout_s: float = 10.0,
 ) -> ExtractOutput:
     """Ask for JSON in strict mode; on invalid JSON or a schema violation, feed the error
     back and ask again, at most ``repair_rounds`` times."""
@@ -100,12 +103,14 @@ def run_extract(
                 retryable=False,
             )
         try:
-            value = json.loads(text)
+            value = _parse(text)
         except json.JSONDecodeError as exc:
             error = f"the answer is not valid JSON ({exc.msg} at character {exc.pos})"
+        except _TooDeep:
+            error = f"the answer nests deeper than {MAX_ANSWER_DEPTH} levels"
         else:
             value = strip_optional_nulls(value, prepared.original)
-            found = validation_error(value, prepared.original)
+            found = check_answer(value, prepared.original, timeout_s=validation_timeout_s)
             if found is None:
                 return ExtractOutput(value, text, usage, False, round_ + 1)
             error = f"the answer does not match the schema: {found}"
@@ -122,6 +127,24 @@ def run_extract(
     )
 
 
+#: An answer nested deeper than this is refused before anything walks it.
+MAX_ANSWER_DEPTH = 64
+
+
+class _TooDeep(ValueError):
+    pass
+
+
+def _parse(text: str) -> Any:
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise _TooDeep from None
+    if deeper_than(value, MAX_ANSWER_DEPTH):
+        raise _TooDeep
+    return value
+
+
 def estimate_tokens(job: ExtractInput, settings: Settings) -> int:
     """What the budget is charged before the call: the text, and an answer of typical size."""
     return (len(job.text) + len(job.instructions or "")) // 4 + settings.estimate_answer_tokens
@@ -136,6 +159,7 @@ def _run(job: ExtractInput, ctx: KindContext) -> ExtractOutput:
         ctx.should_stop,
         repair_rounds=ctx.settings.extract_repair_rounds,
         guard=ctx.guard,
+        validation_timeout_s=ctx.settings.extract_validation_timeout_s,
     )
 
 

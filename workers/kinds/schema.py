@@ -18,15 +18,28 @@ Everything else strict mode cannot express is refused with the path and the reas
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError, best_match
+import jsonschema_rs
+
+from aijobs.errors import AijobsError
+from aijobs.jsonsize import deeper_than
 
 MAX_PROPERTIES = 5000
 MAX_DEPTH = 10
 MAX_ENUM_VALUES = 1000
+#: Nesting of the schema as JSON (any key), checked before anything walks it.
+MAX_JSON_DEPTH = 40
+#: Nodes of the schema with every $ref written out: validation visits about this many
+#: per value node, so a chain of anyOf/$ref that doubles at each step is refused here.
+MAX_EXPANDED_NODES = 20_000
+#: Patterns run on Rust's regex engine (no backtracking: linear time, whatever the
+#: pattern and the text); this bounds one compiled pattern's size.
+PATTERN_SIZE_LIMIT = 1 << 20
+_REGEX = jsonschema_rs.RegexOptions(size_limit=PATTERN_SIZE_LIMIT)
 
 _DROPPED = frozenset({"default", "examples", "$comment", "$schema", "$id"})
 _UNSUPPORTED = {
@@ -55,7 +68,7 @@ _UNSUPPORTED = {
 _DEF_KEYS = ("$defs", "definitions")
 
 
-class SchemaRejected(ValueError):
+class SchemaRejected(AijobsError, ValueError):
     """Raised when strict mode cannot accept a schema; ``path`` points into the schema."""
 
     def __init__(self, path: str, reason: str) -> None:
@@ -80,11 +93,22 @@ def prepare_schema(schema: Any) -> PreparedSchema:
     """
     if not isinstance(schema, dict):
         raise SchemaRejected("schema", "must be a JSON Schema object")
+    if deeper_than(schema, MAX_JSON_DEPTH):
+        raise SchemaRejected("schema", f"nested deeper than {MAX_JSON_DEPTH} levels")
     try:
-        Draft202012Validator.check_schema(schema)
-    except SchemaError as exc:
-        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in exc.path)
+        jsonschema_rs.meta.validate(schema)
+    except jsonschema_rs.ValidationError as exc:
+        where = _where(exc.instance_path)
         raise SchemaRejected(f"schema{where}", f"not a valid JSON Schema: {exc.message}") from None
+    for path, pattern in _patterns(schema, "schema"):
+        _check_pattern(path, pattern)
+    expanded = _expanded_nodes(schema)
+    if expanded > MAX_EXPANDED_NODES:
+        raise SchemaRejected(
+            "schema",
+            f"too large once its $refs are written out ({expanded} nodes or more; at most "
+            f"{MAX_EXPANDED_NODES}): validating against it would take too long",
+        )
     if schema.get("type") != "object":
         raise SchemaRejected("schema", "the root must be an object (type: object)")
     walker = _Normaliser()
@@ -214,10 +238,106 @@ def _resolve(node: Any, root: dict[str, Any]) -> dict[str, Any]:
 
 
 def validation_error(value: Any, schema: dict[str, Any]) -> str | None:
-    """Why ``value`` does not satisfy ``schema`` (one line), or None if it does."""
-    error = best_match(Draft202012Validator(schema).iter_errors(value))
-    if error is None:
+    """Why ``value`` does not satisfy ``schema`` (one line), or None if it does.
+
+    On Rust's validator with linear-time patterns; the schema was bounded at submit.
+    """
+    validator = _validator(json.dumps(schema, sort_keys=True, separators=(",", ":")))
+    errors = list(validator.iter_errors(value))
+    if not errors:
         return None
-    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+    # The deepest error is the most specific (an anyOf's branches say less than the
+    # property inside that failed).
+    error = max(errors, key=lambda e: len(e.instance_path))
     message = error.message if len(error.message) <= 300 else error.message[:299] + "…"
-    return f"{'$' + where}: {message}"
+    return f"${_where(error.instance_path)}: {message}"
+
+
+@lru_cache(maxsize=256)
+def _validator(schema_json: str) -> Any:
+    return jsonschema_rs.validator_for(json.loads(schema_json), pattern_options=_REGEX)
+
+
+def _where(path: Any) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
+
+
+def _patterns(node: Any, path: str) -> list[tuple[str, str]]:
+    """Every ``pattern`` in the schema, with where it is (iteratively: any depth)."""
+    found: list[tuple[str, str]] = []
+    stack = [(node, path)]
+    while stack:
+        current, where = stack.pop()
+        if isinstance(current, dict):
+            pattern = current.get("pattern")
+            if isinstance(pattern, str):
+                found.append((f"{where}.pattern", pattern))
+            stack.extend((v, f"{where}.{k}") for k, v in current.items())
+        elif isinstance(current, list):
+            stack.extend((v, f"{where}[{i}]") for i, v in enumerate(current))
+    return found
+
+
+def _check_pattern(path: str, pattern: str) -> None:
+    try:
+        jsonschema_rs.validator_for({"type": "string", "pattern": pattern}, pattern_options=_REGEX)
+    except (jsonschema_rs.ValidationError, ValueError) as exc:
+        detail = str(exc).splitlines()[0][:200]
+        raise SchemaRejected(
+            path,
+            "this pattern cannot be checked in linear time (look-around and back-references "
+            f"are not supported), or is too large: {detail}",
+        ) from None
+
+
+def _expanded_nodes(schema: dict[str, Any]) -> int:
+    """How many nodes the schema has with its local $refs written out (recursion counted
+    once), stopping as soon as the count passes the limit."""
+    sizes: dict[str, int] = {}
+    open_refs: set[str] = set()
+
+    def size_of_ref(ref: str) -> int:
+        if ref in sizes:
+            return sizes[ref]
+        if ref in open_refs:
+            return 1  # recursion: bounded by the value's own depth, not the schema's
+        target = _target(ref, schema)
+        if target is None:
+            return 1
+        open_refs.add(ref)
+        sizes[ref] = size(target)
+        open_refs.discard(ref)
+        return sizes[ref]
+
+    def size(node: Any) -> int:
+        total = 0
+        stack = [node]
+        while stack:
+            current = stack.pop()
+            total += 1
+            if total > MAX_EXPANDED_NODES:
+                return total
+            if isinstance(current, dict):
+                ref = current.get("$ref")
+                if isinstance(ref, str):
+                    total += size_of_ref(ref)
+                stack.extend(v for k, v in current.items() if k not in ("$defs", "definitions"))
+            elif isinstance(current, list):
+                stack.extend(current)
+        return total
+
+    return size(schema)
+
+
+def _target(ref: str, root: dict[str, Any]) -> Any:
+    if ref == "#":
+        return root
+    if not ref.startswith("#/"):
+        return None
+    node: Any = root
+    for part in ref[2:].split("/"):
+        part = part.replace("~1", "/").replace("~0", "~")
+        node = node.get(part) if isinstance(node, dict) else None
+        if node is None:
+            return None
+    return node

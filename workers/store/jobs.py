@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import Update, and_, case, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import defer
 
 from aijobs.schemas import TERMINAL_STATUSES, JobStatus
 from aijobs.store.db import Database
@@ -56,9 +57,12 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         stamp, _, job_id = raw.partition("|")
-        return datetime.fromisoformat(stamp), job_id
+        created = datetime.fromisoformat(stamp)
     except (ValueError, UnicodeDecodeError) as exc:
         raise CursorError("cursor is not one this API returned") from exc
+    if created.tzinfo is None or not job_id.isascii() or len(job_id) > 64:
+        raise CursorError("cursor is not one this API returned")
+    return created, job_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,12 +190,14 @@ class JobRepository:
             return list(session.scalars(query))
 
     def scrub(self, job_id: str, *, error: dict[str, Any] | None) -> None:
-        """Delete a job's input, output and metadata, keeping its status and timestamps."""
+        """Delete a job's input, output, metadata and idempotency key (and the hash of its
+        request), keeping its status and timestamps."""
         stmt = (
             update(_jobs)
             .where(_jobs.c.id == job_id)
             .values(
-                {"input": {}, "result": None, "error": error, "metadata": {}, "purged_at": utcnow()}
+                {"input": {}, "result": None, "error": error, "metadata": {},
+                 "purged_at": utcnow(), "idempotency_key": None, "request_hash": None}
             )
         )
         with self.db.engine.begin() as conn:
@@ -231,10 +237,20 @@ class JobRepository:
         with self.db.engine.connect() as conn:
             return {row[0]: WaitingJob(*row) for row in conn.execute(query)}
 
-    def get(self, job_id: str, *, tenant: str | None = None) -> Job | None:
-        """A job by id; with ``tenant``, only if it belongs to that tenant."""
+    def get(
+        self, job_id: str, *, tenant: str | None = None, without: Sequence[str] = ()
+    ) -> Job | None:
+        """A job by id; with ``tenant``, only if it belongs to that tenant.
+
+        ``without`` names columns not to load (``"input"``, ``"result"``, ...): a status
+        read must not pull a megabyte of prompt it does not return. Reading one of them
+        afterwards raises.
+        """
+        if len(job_id) > 64:
+            return None
+        options = [defer(getattr(Job, name), raiseload=True) for name in without]
         with self.db.session() as session:
-            job = session.get(Job, job_id)
+            job = session.get(Job, job_id, options=options)
         if job is None or (tenant is not None and job.tenant != tenant):
             return None
         return job
@@ -259,6 +275,7 @@ class JobRepository:
             query = query.where(
                 or_(Job.created_at < created, and_(Job.created_at == created, Job.id < job_id))
             )
+        query = query.options(defer(Job.input, raiseload=True))
         query = query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
         with self.db.session() as session:
             rows = list(session.scalars(query))
@@ -464,7 +481,7 @@ class JobRepository:
                     .values(cancel_requested=True, updated_at=now)
                 )
         floor = None if row is None else int(row[0]) - 1
-        return self.get(job_id, tenant=tenant), floor
+        return self.get(job_id, tenant=tenant, without=("input",)), floor
 
     def cancel_requested(self, job_ids: Sequence[str]) -> set[str]:
         """Which of these jobs have a cancel request recorded."""

@@ -147,12 +147,12 @@ class Attempt:
         """Spend the fleet's budget for one provider call (embedding batches)."""
         slept = 0.0
         while not self.should_stop():
-            wait_s = self.ctx.limiter.acquire(self.job.model, tokens)
+            wait_s = self.ctx.limiter.acquire(self.job.model, tokens, tenant=self.job.tenant)
             if wait_s <= 0:
                 self._charged += tokens
                 return
-            metrics.RATE_LIMIT_WAITS.labels(self.job.model).inc()
-            metrics.RATE_LIMIT_WAIT_SECONDS.labels(self.job.model).inc(wait_s)
+            metrics.RATE_LIMIT_WAITS.labels(metrics.model_label(self.job.model)).inc()
+            metrics.RATE_LIMIT_WAIT_SECONDS.labels(metrics.model_label(self.job.model)).inc(wait_s)
             if slept + wait_s > self.settings.rate_limit_sleep_max_s:
                 raise WaitForBudget(wait_s)  # too long to hold a worker slot
             nap = min(wait_s, 0.5)
@@ -252,14 +252,14 @@ class Attempt:
         usage = output.usage
         for name in ("prompt_tokens", "completion_tokens"):
             if usage and usage.get(name):
-                metrics.TOKENS.labels(self.job.model, name.removesuffix("_tokens")).inc(
-                    usage[name]
-                )
+                metrics.TOKENS.labels(
+                    metrics.model_label(self.job.model), name.removesuffix("_tokens")
+                ).inc(usage[name])
         self.finish(JobStatus.SUCCEEDED, result=output.result(), usage=usage)
 
     def failed(self, failure: JobFailed) -> None:
         """A failed attempt: retried with backoff, or the job's end."""
-        metrics.PROVIDER_ERRORS.labels(failure.code).inc()
+        metrics.PROVIDER_ERRORS.labels(metrics.code_label(failure.code)).inc()
         if failure.code == ErrorCode.RATE_LIMITED and failure.retry_after_s:
             self.ctx.limiter.block_for(self.job.model, failure.retry_after_s)  # fleet-wide
         spent = self.job.failures + self.job.losses + 1
@@ -286,7 +286,7 @@ class Attempt:
                 self.number, base_s=settings.retry_base_s, cap_s=settings.retry_cap_s
             )
         self.retry_later(status, wait_s, counts=True)
-        metrics.RETRIES.labels(self.job.kind, failure.code).inc()
+        metrics.RETRIES.labels(self.job.kind, metrics.code_label(failure.code)).inc()
 
     def step_aside(self, reason: ErrorCode, message: str, wait_s: float) -> None:
         """Give the job back to the queue without spending an attempt (a hand-off at
@@ -384,7 +384,7 @@ class Attempt:
             return
         actual = int(usage.get("total_tokens") or 0) if usage else 0
         try:
-            self.ctx.limiter.settle(self.job.model, charged, actual)
+            self.ctx.limiter.settle(self.job.model, charged, actual, tenant=self.job.tenant)
         except RedisError as exc:  # bookkeeping: the job's outcome does not wait on it
             log.warning("job %s: budget not settled (%s)", self.job.id, exc)
 

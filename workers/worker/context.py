@@ -133,7 +133,12 @@ class WorkerContext:
             provider=build_provider(settings, max_connections=slots + 10),
             reconciler=reconciler,
             feeder=feeder,
-            limiter=RateLimiter(redis, settings.rate_limits, provider=settings.provider_name),
+            limiter=RateLimiter(
+                redis,
+                settings.rate_limits,
+                provider=settings.provider_name,
+                tenant_share=settings.tenant_budget_share,
+            ),
             watchdog=Watchdog(),
         )
         if settings.worker_heartbeat_file:

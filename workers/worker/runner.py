@@ -83,14 +83,14 @@ def _deliver(ctx: WorkerContext, job: Job, lease: Any, started: float) -> None:
     kind = kind_for(job.kind)
     charged = kind.estimate(spec, settings)
     if charged:
-        wait_s = _admit(ctx, job.model, charged)
+        wait_s = _admit(ctx, job, charged)
         if wait_s > 0:
             _defer(ctx, job, wait_s, started)
             return
     claim = ctx.repo.claim(job.id, seen_attempts=job.attempts, id_block=settings.event_id_block)
     if claim is None:  # moved on since we read it (cancelled, say)
         if charged:
-            ctx.limiter.settle(job.model, charged, 0)
+            ctx.limiter.settle(job.model, charged, 0, tenant=job.tenant)
         return
     Attempt(ctx, job, claim, lease, kind=kind, spec=spec, charged=charged, started=started).run()
 
@@ -99,15 +99,17 @@ def _queued(job: Job) -> QueuedJob:
     return QueuedJob(job.id, job.kind, job.tenant, job.priority)
 
 
-def _admit(ctx: WorkerContext, model: str, estimate: int) -> float:
-    """Spend the fleet-wide budget for one call; 0 when admitted, else how long to wait."""
+def _admit(ctx: WorkerContext, job: Job, estimate: int) -> float:
+    """Spend the fleet-wide budget (and the tenant's share of it) for one call; 0 when
+    admitted, else how long to wait."""
+    model = job.model
     slept = 0.0
     while True:
-        wait_s = ctx.limiter.acquire(model, estimate)
+        wait_s = ctx.limiter.acquire(model, estimate, tenant=job.tenant)
         if wait_s <= 0:
             return 0.0
-        metrics.RATE_LIMIT_WAITS.labels(model).inc()
-        metrics.RATE_LIMIT_WAIT_SECONDS.labels(model).inc(wait_s)
+        metrics.RATE_LIMIT_WAITS.labels(metrics.model_label(model)).inc()
+        metrics.RATE_LIMIT_WAIT_SECONDS.labels(metrics.model_label(model)).inc(wait_s)
         if slept + wait_s > ctx.settings.rate_limit_sleep_max_s:
             return wait_s
         time.sleep(wait_s)  # a short wait: cheaper than a round trip through the queue
