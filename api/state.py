@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
-from aijobs import metrics
 from aijobs.api.auth import Authenticator
 from aijobs.api.readers import ReaderSlots
 from aijobs.api.tokens import TokenSigner
@@ -19,7 +18,6 @@ from aijobs.connections import async_client, sync_client
 from aijobs.events.live import LiveHub
 from aijobs.fairqueue import FairQueue
 from aijobs.ratelimit import RateLimiter
-from aijobs.schemas import JobKind
 from aijobs.settings import RateLimit, Settings
 from aijobs.store import Database, JobRepository
 from aijobs.store.api_keys import KeyRepository
@@ -53,8 +51,6 @@ class ApiState:
         require_current(db.engine, settings.database_url)
         blocking = sync_client(target, max_connections=40, name="aijobs-api")
         queue = FairQueue(blocking)
-        # Its own connection: a scrape must not depend on (or stall) the API's pools.
-        _watch_queues(FairQueue(sync_client(target, max_connections=2, name="aijobs-metrics")))
         per_second = RateLimit(rpm=settings.tenant_submits_per_s, window_s=1.0)
         secret = settings.token_secret.get_secret_value() if settings.token_secret else None
         keys = KeyRepository(db, cache_ttl_s=settings.key_cache_ttl_s)
@@ -80,20 +76,3 @@ class ApiState:
         await self.redis.aclose()
         self.sync_redis.close()
         self.repo.db.dispose()
-
-
-_queues: list[FairQueue] = []
-
-
-def _watch_queues(queue: FairQueue) -> None:
-    """Report the jobs waiting per kind on /metrics (the collector is registered once)."""
-    if _queues:
-        _queues[0] = queue
-        return
-    _queues.append(queue)
-
-    def depths() -> dict[str, int]:
-        waiting = _queues[0].waiting()
-        return {kind.value: waiting.get(kind.value, 0) for kind in JobKind}
-
-    metrics.register_queue_depth(depths)

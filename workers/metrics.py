@@ -9,11 +9,8 @@ client can grow the number of series without end.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import REGISTRY, Collector
 
 MAX_LABEL_VALUES = 64
 
@@ -73,29 +70,10 @@ STREAM_READERS = Gauge("aijobs_stream_readers", "Open event readers.", ["transpo
 RESCUED = Counter("aijobs_jobs_rescued", "Jobs re-enqueued by the reconciler.", ["reason"])
 
 
-class QueueDepthCollector(Collector):
-    """``aijobs_queue_depth{queue}``, read from the broker at scrape time."""
-
-    def __init__(self, depths: Callable[[], dict[str, int]]) -> None:
-        self._depths = depths
-
-    def collect(self) -> Iterable[GaugeMetricFamily]:
-        family = GaugeMetricFamily(
-            "aijobs_queue_depth", "Messages waiting in each queue.", labels=["queue"]
-        )
-        try:
-            for queue, depth in self._depths().items():
-                family.add_metric([queue], depth)
-        except Exception:  # a scrape must not fail because Redis blinked
-            return []
-        return [family]
-
-
-def register_queue_depth(depths: Callable[[], dict[str, int]]) -> QueueDepthCollector:
-    """Add the queue-depth gauge to the default registry (once per process)."""
-    collector = QueueDepthCollector(depths)
-    REGISTRY.register(collector)
-    return collector
+QUEUE_DEPTH = Gauge(
+    "aijobs_queue_depth", "Jobs waiting per kind (every tenant's list), read at scrape time.",
+    ["queue"],
+)  # fmt: skip
 
 
 def serve_metrics(port: int, host: str = "0.0.0.0") -> None:

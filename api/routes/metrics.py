@@ -7,9 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Response, status
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.exceptions import RedisError
 
 from aijobs.api.auth import bearer_key
 from aijobs.api.deps import StateDep
+from aijobs.metrics import QUEUE_DEPTH
 
 router = APIRouter(tags=["health"])
 
@@ -31,4 +33,10 @@ def metrics(
                 "metrics need the token of AIJOBS_METRICS_TOKEN",
                 headers={"WWW-Authenticate": "Bearer"},
             )
+    try:
+        waiting = state.queue.waiting()
+    except RedisError:
+        waiting = {}  # a scrape must not fail because Redis blinked; the gauge keeps its last
+    for kind, depth in waiting.items():
+        QUEUE_DEPTH.labels(kind).set(depth)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
