@@ -42,7 +42,7 @@ def test_submit_without_follow_prints_the_id_and_show_lists_it(api_url: str) -> 
     assert len(job_id) == 32
     followed = aijobs(api_url, "follow", job_id)
     assert followed.returncode == 0
-    shown = json.loads(aijobs(api_url, "show", job_id).stdout)
+    shown = json.loads(aijobs(api_url, "show", job_id, "--json").stdout)
     assert shown["id"] == job_id and shown["status"] == "succeeded"
     listing = aijobs(api_url, "jobs", "--limit", "5").stdout
     assert job_id in listing
