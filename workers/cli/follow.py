@@ -119,7 +119,7 @@ def follow_job(
                 if live is not None:
                     live.write(piece)
                 else:
-                    status.state(f"receiving ({received} characters)")
+                    status.detail(f"{received:,} characters")
             else:
                 _show_event(event, status, outcome)
         if live is not None:

@@ -28,7 +28,8 @@ def _elapsed(seconds: float) -> str:
 class StatusLine:
     """What a followed job is doing, on ``stream``; ``tty`` picks the form.
 
-    ``state()`` says what it is doing, ``progress()`` how far it got, ``note()`` prints
+    ``state()`` says what it is doing, ``detail()`` adds a figure that changes often,
+    ``progress()`` how far it got, ``note()`` prints
     a line that stays; ``pause()`` stops the terminal line for good (the job's own text
     is taking the screen); ``close()`` clears it.
     """
@@ -49,6 +50,7 @@ class StatusLine:
         self._clock = clock
         self._lock = threading.Lock()
         self._state = ""
+        self._detail = ""
         self._state_since = clock()
         self._last_plain = clock()
         self._progress: tuple[int, int] | None = None
@@ -67,9 +69,18 @@ class StatusLine:
             if text == self._state:
                 return
             self._state, self._state_since = text, self._clock()
+            self._detail = ""
             if not self._tty:
                 self._plain(text)
             else:
+                self._draw()
+
+    def detail(self, text: str) -> None:
+        """A detail of the state that changes often ("1,234 characters"): shown on a
+        terminal only, where it is redrawn in place; a pipe would get a line per change."""
+        with self._lock:
+            self._detail = text
+            if self._tty:
                 self._draw()
 
     def progress(self, done: int, total: int) -> None:
@@ -123,7 +134,7 @@ class StatusLine:
             percent = 100 * done // max(total, 1)
             text = f"{spin} [{bar}] {done}/{total} {percent:3d}%"
         else:
-            text = f"{spin} {self._state}"
+            text = f"{spin} {self._state}" + (f", {self._detail}" if self._detail else "")
         return f"{text}  {_elapsed(now - self._state_since)}"
 
     def _draw(self) -> None:
@@ -141,7 +152,7 @@ class StatusLine:
             self._drawn = False
 
     def _tick(self) -> None:
-        interval = self._redraw_s if self._tty else 1.0
+        interval = self._redraw_s if self._tty else min(1.0, self._quiet_line_s)
         while not self._stop.wait(interval):
             with self._lock:
                 if self._tty:
