@@ -160,8 +160,8 @@ def _print_outcome(kind: str, outcome: Outcome, out: TextIO, err: TextIO) -> Non
         # wrote (a cancelled job's partial output), if anything.
         text = result.get("text") if outcome.status == "succeeded" else None
         if not isinstance(text, str):
-            text = outcome.text.text if outcome.status == "succeeded" else outcome.text.text or None
-        if text is not None:
+            text = outcome.text.text
+        if text or outcome.status == "succeeded":
             print(text, file=out)
     elif kind == "extract" and "data" in result:
         print(json.dumps(result["data"], indent=2, ensure_ascii=False), file=out)
