@@ -190,8 +190,9 @@ def cmd_purge(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """Submit a finished job again, as a new job with the same input (operators)."""
+    from aijobs.connections import sync_client
+    from aijobs.fairqueue import FairQueue, QueuedJob
     from aijobs.store import Database, JobRepository
-    from aijobs.worker.celery_app import create_celery_app, enqueue
 
     settings = _settings()
     repo = JobRepository(Database(settings.database_url))
@@ -203,7 +204,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     new = repo.create(
         tenant=job.tenant, kind=job.kind, model=job.model, payload=job.input, meta=meta
     )
-    enqueue(create_celery_app(settings), new.id, new.kind)
+    # Into the fair queue the workers' feeders read, as the API queues a submit; if Redis
+    # is down the row stays queued and a worker's reconciler queues it later.
+    redis = sync_client(settings.redis_target(), max_connections=2)
+    FairQueue(redis).push(QueuedJob(new.id, new.kind, new.tenant, new.priority))
     print(new.id)
     return 0
 
