@@ -156,3 +156,23 @@ def test_a_retried_generation_says_so_on_a_terminal(api_url: str, simulator: Any
     assert marker in run.screen
     after = run.screen.split(marker, 1)[1].replace("\r\n", "\n")
     assert after.lstrip("\n").startswith(text)  # the new attempt, from its start
+
+
+def test_follow_through_a_cut_stream_says_so_and_prints_the_text_once(
+    api_url: str, simulator: Any
+) -> None:
+    from tests.client.httpproxy import CutAfter, HttpProxy
+
+    slow = {"tokens_per_second": 200}
+    httpx.put(f"{simulator.base_url}/_sim/config", json=slow).raise_for_status()
+    with Client(api_url, KEY_A) as client:
+        job = client.generate("m", "a story", max_tokens=60)
+    with HttpProxy.before(api_url) as proxy:
+        proxy.plan("GET", f"/v1/jobs/{job.id}/events", CutAfter(500), CutAfter(900))
+        done = aijobs(proxy.url, "follow", job.id)
+    assert done.returncode == 0, done.stderr
+    with Client(api_url, KEY_A) as client:
+        text = client.get(job.id).result["text"]  # type: ignore[index]
+    assert done.stdout == text + "\n"
+    notes = [line for line in done.stderr.splitlines() if line.startswith("connection lost")]
+    assert len(notes) == 2 and all(n.endswith("; reconnecting") for n in notes)

@@ -14,6 +14,9 @@
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -76,6 +79,37 @@ class LiveText:
         return self._shown
 
 
+class _ReconnectNotes(logging.Handler):
+    """Says on the status line when the client lost the stream and reconnects (the client
+    logs each reconnect with its cursor); once per drop, not once per try."""
+
+    def __init__(self, status: StatusLine) -> None:
+        super().__init__(logging.INFO)
+        self._status = status
+        self._noted_after: int | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        after = getattr(record, "reconnect_after", None)
+        if after is None or after == self._noted_after:
+            return
+        self._noted_after = after
+        self._status.transient(f"connection lost after event {after}; reconnecting")
+
+
+@contextmanager
+def _reconnects_shown(status: StatusLine) -> Iterator[None]:
+    logger = logging.getLogger("aijobs.client")
+    handler = _ReconnectNotes(status)
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
 def describe_status(data: dict[str, Any]) -> str:
     """A ``status`` event in a few words."""
     status = str(data.get("status", ""))
@@ -107,23 +141,24 @@ def follow_job(
     outcome = Outcome()
     received = 0
     try:
-        for event in client.events(job_id, after=after):
-            piece = outcome.text.feed(event)
-            if isinstance(piece, TextReset):
-                if live is not None:
-                    live.reset(piece)
+        with _reconnects_shown(status):
+            for event in client.events(job_id, after=after):
+                piece = outcome.text.feed(event)
+                if isinstance(piece, TextReset):
+                    if live is not None:
+                        live.reset(piece)
+                    else:
+                        _note_reset(status, piece)
+                elif piece is not None:
+                    received += len(piece)
+                    if live is not None:
+                        live.write(piece)
+                    else:
+                        status.detail(f"{received:,} characters")
                 else:
-                    _note_reset(status, piece)
-            elif piece is not None:
-                received += len(piece)
-                if live is not None:
-                    live.write(piece)
-                else:
-                    status.detail(f"{received:,} characters")
-            else:
-                _show_event(event, status, outcome)
-        if live is not None:
-            live.end_line()
+                    _show_event(event, status, outcome)
+            if live is not None:
+                live.end_line()
     finally:
         status.close()
     return outcome

@@ -83,6 +83,15 @@ class StatusLine:
             if self._tty:
                 self._draw()
 
+    def transient(self, text: str) -> None:
+        """Something passing (a reconnect): the detail on a terminal, a line elsewhere."""
+        with self._lock:
+            if self._tty:
+                self._detail = text
+                self._draw()
+            else:
+                self._plain(text)
+
     def progress(self, done: int, total: int) -> None:
         """How far an embedding job got: a bar on a terminal, a line elsewhere."""
         with self._lock:

@@ -231,8 +231,10 @@ class AsyncClient:
                         wait_s = stream.dropped()
             except httpx.RequestError as exc:
                 wait_s = stream.dropped(exc)
+            # Logged with the cursor as a field, so a UI (the CLI's status line) can say so.
             log.info("events of job %s: reconnecting after event %d in %.2fs",
-                     job_id, stream.after, wait_s)  # fmt: skip
+                     job_id, stream.after, wait_s,
+                     extra={"job_id": job_id, "reconnect_after": stream.after})  # fmt: skip
             await asyncio.sleep(wait_s)
 
     async def text(

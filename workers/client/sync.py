@@ -229,8 +229,10 @@ class Client:
                         wait_s = stream.dropped()
             except httpx.RequestError as exc:
                 wait_s = stream.dropped(exc)
+            # Logged with the cursor as a field, so a UI (the CLI's status line) can say so.
             log.info("events of job %s: reconnecting after event %d in %.2fs",
-                     job_id, stream.after, wait_s)  # fmt: skip
+                     job_id, stream.after, wait_s,
+                     extra={"job_id": job_id, "reconnect_after": stream.after})  # fmt: skip
             time.sleep(wait_s)
 
     def text(self, job_id: str, *, timeout_s: float | None = None) -> Iterator[str | TextReset]:
