@@ -1,195 +1,219 @@
-"""The ``aijobs`` commands that talk to a running API: submit, jobs, show, follow, cancel.
+"""The commands that talk to a running API: submit, jobs, show, follow, cancel.
 
-They read AIJOBS_URL (default http://127.0.0.1:8000) and AIJOBS_API_KEY, or --url/--key.
-Exit codes: 0 the job succeeded (or the command did what it says), 1 the job failed or
-was cancelled, 2 bad usage, 3 the API refused or could not be reached.
+They read AIJOBS_URL (default http://127.0.0.1:8000) and AIJOBS_API_KEY, or --url and
+--key. Exit codes: 0 the job succeeded (or the command did what it says), 1 the job
+failed or was cancelled, 2 bad usage, 3 the API refused or could not be reached.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-import httpx
-
-from aijobs.client import AijobsError, Client, JobEvent
+from aijobs.cli import render
+from aijobs.cli.follow import Outcome, follow_job
+from aijobs.cli.vectors_file import write_vectors
+from aijobs.client import ApiError, ApiUnavailable, Client, JobPublic, NoResult
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_USAGE, EXIT_API = 0, 1, 2, 3
 
 
-def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register the API-client commands on the ``aijobs`` parser."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--url", default=None, help="API base URL (AIJOBS_URL)")
-    common.add_argument("--key", default=None, help="API key (AIJOBS_API_KEY)")
+class UsageError(Exception):
+    """Raised when the command line asks for something that cannot be done."""
 
-    submit = sub.add_parser("submit", help="submit a job", parents=[common])
-    kinds = submit.add_subparsers(dest="kind", required=True)
-    gen = kinds.add_parser("generate", help="a chat generation", parents=[common])
-    gen.add_argument("prompt")
-    gen.add_argument("--model", required=True)
-    gen.add_argument("--system", default=None, help="a system message")
-    gen.add_argument("--max-tokens", type=int, default=None)
-    gen.add_argument("--temperature", type=float, default=None)
-    ext = kinds.add_parser("extract", help="structured extraction", parents=[common])
-    ext.add_argument("text", help="the text, or @FILE")
-    ext.add_argument("--model", required=True)
-    ext.add_argument("--schema", required=True, help="a JSON Schema, or @FILE")
-    ext.add_argument("--instructions", default=None)
-    emb = kinds.add_parser("embed", help="embeddings", parents=[common])
-    emb.add_argument("texts", nargs="*", help="texts (or --file)")
-    emb.add_argument("--file", default=None, help="one text per line")
-    emb.add_argument("--model", required=True)
-    emb.add_argument("--dimensions", type=int, default=None)
-    for parser in (gen, ext, emb):
-        parser.add_argument("--follow", action="store_true", help="stream the job to the end")
-        parser.set_defaults(func=cmd_submit)
 
-    jobs = sub.add_parser("jobs", help="list your jobs", parents=[common])
-    jobs.add_argument("--status", default=None)
-    jobs.add_argument("--kind", default=None)
-    jobs.add_argument("--limit", type=int, default=20)
-    jobs.set_defaults(func=cmd_jobs)
-    show = sub.add_parser("show", help="show a job as JSON", parents=[common])
-    show.add_argument("job_id")
-    show.set_defaults(func=cmd_show)
-    follow = sub.add_parser("follow", help="stream a job's events to the end", parents=[common])
-    follow.add_argument("job_id")
-    follow.add_argument("--after", type=int, default=0)
-    follow.set_defaults(func=cmd_follow)
-    cancel = sub.add_parser("cancel", help="cancel a job", parents=[common])
-    cancel.add_argument("job_id")
-    cancel.set_defaults(func=cmd_cancel)
+def _is_tty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _guarded(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Map the client's errors to a message on stderr and exit code 3 (2 for usage)."""
+
+    @functools.wraps(run)
+    def wrapper(args: argparse.Namespace) -> int:
+        try:
+            return run(args)
+        except UsageError as exc:
+            print(f"aijobs: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except ApiError as exc:
+            print(f"aijobs: {exc.detail} (HTTP {exc.status})", file=sys.stderr)
+            return EXIT_API
+        except ApiUnavailable as exc:
+            print(f"aijobs: {exc}", file=sys.stderr)
+            return EXIT_API
+
+    return wrapper
 
 
 def _client(args: argparse.Namespace) -> Client:
     return Client(args.url, args.key)
 
 
-def _read_arg(value: str) -> str:
-    return Path(value[1:]).read_text() if value.startswith("@") else value
+def _read_arg(value: str, what: str) -> str:
+    """A value, or the contents of the file after an ``@``."""
+    if not value.startswith("@"):
+        return value
+    try:
+        return Path(value[1:]).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"{what}: cannot read {value[1:]}: {exc.strerror}") from None
 
 
-def _guarded(run: Any) -> Any:
-    """Map API and network errors to a message and exit code 3."""
-
-    def wrapper(args: argparse.Namespace) -> int:
+def _read_texts(args: argparse.Namespace) -> list[str]:
+    texts = list(args.texts)
+    if args.file:
         try:
-            return int(run(args))
-        except AijobsError as exc:
-            print(f"aijobs: {exc.detail} (HTTP {exc.status})", file=sys.stderr)
-            return EXIT_API
-        except httpx.HTTPError as exc:
-            print(f"aijobs: cannot reach the API: {exc}", file=sys.stderr)
-            return EXIT_API
+            raw = sys.stdin.read() if args.file == "-" else Path(args.file).read_text("utf-8")
+        except OSError as exc:
+            raise UsageError(f"--file: cannot read {args.file}: {exc.strerror}") from None
+        # Cut at LF only (and drop a CR before it): U+2028 and friends are text.
+        texts += [line.removesuffix("\r") for line in raw.split("\n")]
+        texts = [t for t in texts if t]
+    if not texts:
+        raise UsageError("give texts to embed, or --file")
+    return texts
 
-    return wrapper
+
+def _body(args: argparse.Namespace) -> dict[str, Any]:
+    body: dict[str, Any] = {"kind": args.kind, "model": args.model}
+    if args.kind == "generate":
+        messages = []
+        if args.system:
+            messages.append({"role": "system", "content": _read_arg(args.system, "--system")})
+        messages.append({"role": "user", "content": _read_arg(args.prompt, "prompt")})
+        body |= {"messages": messages, "max_tokens": args.max_tokens,
+                 "temperature": args.temperature}  # fmt: skip
+    elif args.kind == "extract":
+        try:
+            body["schema"] = json.loads(_read_arg(args.schema, "--schema"))
+        except ValueError as exc:
+            raise UsageError(f"--schema is not JSON: {exc}") from None
+        instructions = args.instructions and _read_arg(args.instructions, "--instructions")
+        body |= {"text": _read_arg(args.text, "text"), "instructions": instructions}
+    else:
+        body |= {"input": _read_texts(args), "dimensions": args.dimensions}
+    return {k: v for k, v in body.items() if v is not None}
 
 
 @_guarded
 def cmd_submit(args: argparse.Namespace) -> int:
-    """Submit a job; print its id, or with --follow its output."""
-    body: dict[str, Any] = {"kind": args.kind, "model": args.model}
-    if args.kind == "generate":
-        messages = [{"role": "system", "content": args.system}] if args.system else []
-        body["messages"] = [*messages, {"role": "user", "content": args.prompt}]
-        body |= {"max_tokens": args.max_tokens, "temperature": args.temperature}
-    elif args.kind == "extract":
-        try:
-            body["schema"] = json.loads(_read_arg(args.schema))
-        except ValueError as exc:
-            print(f"aijobs: --schema is not JSON: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-        body |= {"text": _read_arg(args.text), "instructions": args.instructions}
-    else:
-        texts = list(args.texts)
-        if args.file:
-            texts += [line for line in Path(args.file).read_text().splitlines() if line]
-        if not texts:
-            print("aijobs: give texts to embed, or --file", file=sys.stderr)
-            return EXIT_USAGE
-        body |= {"input": texts, "dimensions": args.dimensions}
-    body = {k: v for k, v in body.items() if v is not None}
+    """Submit a job; print its id (or the job as JSON), or with --follow its output."""
+    body = _body(args)
+    output = getattr(args, "output", None)
     with _client(args) as client:
-        job = client.submit(body)
-        if not args.follow:
-            print(job["id"])
+        job = client.submit(body, idempotency_key=args.idempotency_key)
+        if args.json:
+            print(render.as_json(job), flush=True)
+        if not (args.follow or output):
+            if not args.json:
+                print(job.id)
             return EXIT_OK
-        print(f"job {job['id']}", file=sys.stderr)
-        return follow_job(client, job["id"], job["kind"])
+        if not args.json:
+            print(f"job {job.id}", file=sys.stderr, flush=True)
+        return _follow(client, job.id, job.kind, after=0, json_lines=args.json, output=output)
 
 
 @_guarded
 def cmd_follow(args: argparse.Namespace) -> int:
-    """Stream a job's events to the end."""
+    """Follow a job to its end."""
     with _client(args) as client:
-        job = client.get(args.job_id)
-        return follow_job(client, job["id"], job["kind"], after=args.after)
+        job = client.get(args.job_id, vectors=False)
+        return _follow(client, job.id, job.kind, after=args.after, json_lines=args.json,
+                       output=args.output)  # fmt: skip
 
 
-def follow_job(
-    client: Client, job_id: str, kind: str, *, after: int = 0, out: TextIO | None = None
+def _follow(
+    client: Client, job_id: str, kind: str, *, after: int, json_lines: bool, output: str | None
 ) -> int:
-    """Print a job as it runs: text for generate, JSON for extract, progress for embed."""
-    out = out or sys.stdout
-    err = sys.stderr
-    status = ""
-    for event in client.events(job_id, after=after):
-        status = _show(event, kind, out, err) or status
-    job = client.get(job_id) if kind == "embed" else None
-    if status == "succeeded" and job is not None:
-        result = job["result"]
+    if output and kind != "embed":
+        raise UsageError(f"--output is for embedding jobs; this one is {kind}")
+    out, err = sys.stdout, sys.stderr
+    outcome = follow_job(
+        client, job_id, kind, out=out, err=err, out_tty=_is_tty(out), err_tty=_is_tty(err),
+        after=after, json_lines=json_lines,
+    )  # fmt: skip
+    if outcome.status is None:
+        # Nothing after the cursor (the job had ended there): the row tells the end.
+        job = client.get(job_id, vectors=False)
+        outcome.status = job.status
+        outcome.result = job.result
+    if not json_lines:
+        _print_outcome(kind, outcome, out, err)
+    if output and outcome.status == "succeeded":
+        _write_output(client, job_id, Path(output), err)
+    return EXIT_OK if outcome.status == "succeeded" else EXIT_JOB_FAILED
+
+
+def _print_outcome(kind: str, outcome: Outcome, out: TextIO, err: TextIO) -> None:
+    result = outcome.result or {}
+    if kind == "generate" and not _is_tty(out):
+        # The final text, once; a job that did not succeed leaves what its last attempt
+        # wrote (a cancelled job's partial output), if anything.
+        text = result.get("text") if outcome.status == "succeeded" else None
+        if not isinstance(text, str):
+            text = outcome.text.text
+        if text or outcome.status == "succeeded":
+            print(text, file=out)
+    elif kind == "extract" and "data" in result:
+        print(json.dumps(result["data"], indent=2, ensure_ascii=False), file=out)
+    elif kind == "embed" and "count" in result:
         print(f"{result['count']} vectors of {result['dimensions']} dimensions", file=out)
-    return EXIT_OK if status == "succeeded" else EXIT_JOB_FAILED
+    if outcome.status != "succeeded":
+        print(f"job {outcome.status}", file=err)
 
 
-def _show(event: JobEvent, kind: str, out: TextIO, err: TextIO) -> str | None:
-    data = event.data
-    if event.event == "delta" and kind == "generate":
-        out.write(data["text"])
-        out.flush()
-    elif event.event == "reset":
-        what = "repair round" if "round" in data else "attempt"
-        print(f"\n[{what} {data.get('round', data['attempt'])} starts over]", file=err)
-    elif event.event == "progress":
-        done, total = data["done"], data["total"]
-        filled = int(30 * done / max(total, 1))
-        end = "\n" if done >= total else ""
-        print(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{total}", end=end, file=err)
-    elif event.event == "status" and data.get("status") == "retrying":
-        print(f"\n[retrying in {data.get('wait_s')}s: {data.get('reason')}]", file=err)
-    elif event.event == "result" and kind == "generate":
-        print(file=out)
-    elif event.event == "result" and kind == "extract":
-        print(json.dumps(data.get("data"), indent=2, ensure_ascii=False), file=out)
-    elif event.event == "error":
-        print(f"\nfailed: {data['code']}: {data['message']}", file=err)
-    elif event.event == "done":
-        if data["status"] != "succeeded":
-            print(f"job {data['status']}", file=err)
-        return str(data["status"])
-    return None
+def _write_output(client: Client, job_id: str, path: Path, err: TextIO) -> None:
+    try:
+        embeddings = client.embeddings(job_id)
+    except NoResult as exc:
+        raise UsageError(str(exc)) from None
+    model = client.get(job_id, vectors=False).model
+    try:
+        written = write_vectors(path, embeddings, model=model)
+    except OSError as exc:
+        raise UsageError(f"--output: cannot write {path}: {exc.strerror}") from None
+    print(f"wrote {embeddings.count} vectors to {path} ({written})", file=err)
 
 
 @_guarded
 def cmd_jobs(args: argparse.Namespace) -> int:
-    """List jobs, newest first."""
+    """List jobs, newest first: one page, or --all of them."""
     with _client(args) as client:
-        page = client.jobs(status=args.status, kind=args.kind, limit=args.limit)
-    for job in page["data"]:
-        print(f"{job['id']}  {job['kind']:<8}  {job['status']:<9}  {job['created_at']}  "
-              f"{job['model']}")  # fmt: skip
+        if args.all:
+            jobs: list[JobPublic] = list(
+                client.iter_jobs(status=args.status, kind=args.kind, page_size=args.limit)
+            )
+            next_cursor = None
+        else:
+            page = client.jobs(
+                status=args.status, kind=args.kind, limit=args.limit, cursor=args.cursor
+            )
+            jobs, next_cursor = page.data, page.next_cursor
+    if args.json:
+        data = [job.model_dump(mode="json") for job in jobs]
+        print(json.dumps({"data": data, "next_cursor": next_cursor}, ensure_ascii=False))
+        return EXIT_OK
+    print(render.jobs_table(jobs))
+    if next_cursor:
+        print(f"more: aijobs jobs --cursor {next_cursor}  (or --all)", file=sys.stderr)
     return EXIT_OK
 
 
 @_guarded
 def cmd_show(args: argparse.Namespace) -> int:
-    """Print one job as JSON."""
+    """Show one job (an embedding job's vectors only with --vectors)."""
     with _client(args) as client:
-        print(json.dumps(client.get(args.job_id), indent=2, ensure_ascii=False))
+        job = client.get(args.job_id, vectors=args.vectors)
+    print(render.as_json(job, indent=2) if args.json else render.job_text(job))
     return EXIT_OK
 
 
@@ -198,5 +222,5 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     """Cancel a job."""
     with _client(args) as client:
         answer = client.cancel(args.job_id)
-    print(f"{answer['detail']} (status: {answer['job']['status']})")
+    print(render.as_json(answer) if args.json else render.cancel_text(answer))
     return EXIT_OK

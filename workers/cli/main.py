@@ -1,4 +1,9 @@
-"""The ``aijobs`` command."""
+"""The aijobs command: run the system (dev, api, worker, flower, simulator, migrate, keys,
+purge, replay) and use its API (submit, jobs, show, follow, cancel).
+
+Each command imports what it needs when it runs, so parsing and --help import nothing
+but the standard library.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +11,30 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from pydantic import ValidationError
-
-from aijobs.cli.api_commands import add_commands
+from aijobs import __version__
+from aijobs.cli.api_parser import add_commands
 from aijobs.errors import ConfigurationError as SettingsError
-from aijobs.logs import configure_logging
-from aijobs.schemas import JobKind
-from aijobs.settings import Settings
-from aijobs.store.migrate import SchemaOutOfDate
+
+if TYPE_CHECKING:
+    from aijobs.settings import Settings
+
+# The queues a worker takes by default: every kind (aijobs.schemas.JobKind, spelled out
+# here so building the parser does not import pydantic).
+_ALL_QUEUES = "generate,extract,embed"
+_DESCRIPTION = (
+    "Background AI jobs (generate, extract, embed). Run the system with dev, api, worker, "
+    "flower and simulator; use its API with submit, jobs, show, follow and cancel "
+    "(AIJOBS_URL, AIJOBS_API_KEY). Exit codes: 0 ok, 1 the job failed or was cancelled, "
+    "2 bad usage, 3 the API refused or could not be reached."
+)
 
 
 def _settings() -> Settings:
+    from aijobs.logs import configure_logging
+    from aijobs.settings import Settings
+
     settings = Settings()
     configure_logging(level=settings.log_level, json_lines=settings.log_json)
     return settings
@@ -33,6 +50,7 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """Run a Celery worker."""
+    from aijobs.schemas import JobKind
     from aijobs.worker.celery_app import create_celery_app
 
     settings = _settings()
@@ -89,6 +107,7 @@ def cmd_flower(args: argparse.Namespace) -> int:
 def cmd_simulator(args: argparse.Namespace) -> int:
     """Run the OpenAI-compatible simulator."""
     from aijobs.devtools.simulator import SimulatorConfig, serve
+    from aijobs.logs import configure_logging
 
     configure_logging()
     serve(args.host, args.port, SimulatorConfig.from_env())
@@ -107,6 +126,7 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
 
 def cmd_worker_alive(args: argparse.Namespace) -> int:
     """Exit 0 if this container's worker beat recently (a health check)."""
+    from aijobs.settings import Settings
     from aijobs.worker.heartbeat import is_alive
 
     settings = Settings()
@@ -160,8 +180,9 @@ def cmd_purge(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """Submit a finished job again, as a new job with the same input (operators)."""
+    from aijobs.connections import sync_client
+    from aijobs.fairqueue import FairQueue, QueuedJob
     from aijobs.store import Database, JobRepository
-    from aijobs.worker.celery_app import create_celery_app, enqueue
 
     settings = _settings()
     repo = JobRepository(Database(settings.database_url))
@@ -173,7 +194,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     new = repo.create(
         tenant=job.tenant, kind=job.kind, model=job.model, payload=job.input, meta=meta
     )
-    enqueue(create_celery_app(settings), new.id, new.kind)
+    # Into the fair queue the workers' feeders read, as the API queues a submit; if Redis
+    # is down the row stays queued and a worker's reconciler queues it later.
+    redis = sync_client(settings.redis_target(), max_connections=2)
+    FairQueue(redis).push(QueuedJob(new.id, new.kind, new.tenant, new.priority))
     print(new.id)
     return 0
 
@@ -189,8 +213,9 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(prog="aijobs", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="aijobs", description=_DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"aijobs {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     dev = sub.add_parser("dev", help="run Redis, the API, a worker, Flower and the simulator")
     dev.add_argument("--port", type=int, default=8000, help="API port")
@@ -207,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     api.set_defaults(func=cmd_api)
 
     worker = sub.add_parser("worker", help="run a Celery worker")
-    worker.add_argument("--queues", default=",".join(k.value for k in JobKind))
+    worker.add_argument("--queues", default=_ALL_QUEUES)
     worker.add_argument("--concurrency", type=int, default=None)
     worker.add_argument("--pool", default=None, help="Celery pool (default: threads)")
     worker.add_argument("--hostname", default=None)
@@ -262,11 +287,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (SettingsError, ValidationError, SchemaOutOfDate) as exc:
-        print(f"aijobs: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if not _is_configuration_error(exc):
+            raise
+        print(f"aijobs: {exc}", file=sys.stderr)
+        return 2
+
+
+def _is_configuration_error(exc: Exception) -> bool:
+    """Settings that do not validate, or a database behind its migrations: usage errors.
+
+    Their classes are looked up only among the modules already imported: a command that
+    never loaded pydantic or the store cannot have raised their errors.
+    """
+    if isinstance(exc, SettingsError):
+        return True
+    pydantic = sys.modules.get("pydantic")
+    if pydantic is not None and isinstance(exc, pydantic.ValidationError):
+        return True
+    migrate = sys.modules.get("aijobs.store.migrate")
+    return migrate is not None and isinstance(exc, migrate.SchemaOutOfDate)
 
 
 if __name__ == "__main__":

@@ -4,27 +4,15 @@ tell success from failure."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import uuid
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import KEY_A
+from tests.cli.runner import aijobs
 
 pytestmark = pytest.mark.usefixtures("worker")
-
-
-def aijobs(api_url: str, *args: str, key: str = KEY_A) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIJOBS_")}
-    env |= {"AIJOBS_URL": api_url, "AIJOBS_API_KEY": key}
-    return subprocess.run(
-        [sys.executable, "-m", "aijobs.cli", *args],
-        env=env, capture_output=True, text=True, timeout=90, check=False,
-    )  # fmt: skip
 
 
 def test_submit_generate_follow_prints_the_text(api_url: str) -> None:
@@ -42,7 +30,7 @@ def test_submit_without_follow_prints_the_id_and_show_lists_it(api_url: str) -> 
     assert len(job_id) == 32
     followed = aijobs(api_url, "follow", job_id)
     assert followed.returncode == 0
-    shown = json.loads(aijobs(api_url, "show", job_id).stdout)
+    shown = json.loads(aijobs(api_url, "show", job_id, "--json").stdout)
     assert shown["id"] == job_id and shown["status"] == "succeeded"
     listing = aijobs(api_url, "jobs", "--limit", "5").stdout
     assert job_id in listing

@@ -1,0 +1,259 @@
+"""``Client``: the API from ordinary (blocking) code."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+import httpx
+
+from aijobs.client import calls
+from aijobs.client.calls import Call, JobBody, Prompt, VectorFormat
+from aijobs.client.config import http_options
+from aijobs.client.events import EventStream, JobEvent, TextReset, TextState
+from aijobs.client.retry import Retries, RetryPolicy
+from aijobs.client.vectors import Embeddings
+from aijobs.schemas import CancelAnswer, EventToken, JobKind, JobPage, JobPublic, JobStatus
+from aijobs.sse import iter_lines
+
+T = TypeVar("T")
+log = logging.getLogger("aijobs.client")
+
+
+class Client:
+    """A client of the aijobs API. Use it as a context manager, or ``close()`` it.
+
+    ``base_url`` and ``api_key`` default to AIJOBS_URL and AIJOBS_API_KEY. Requests are
+    retried as ``retry`` says (connection errors, 429, 502-504; see ``RetryPolicy``);
+    ``events()`` resumes by itself from the last event it handed out.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout_s: float = 30.0,
+        read_timeout_s: float = 60.0,
+        retry: RetryPolicy | None = None,
+        headers: Mapping[str, str] | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        options = http_options(
+            base_url, api_key, timeout_s=timeout_s, read_timeout_s=read_timeout_s,
+            headers=headers,
+        )  # fmt: skip
+        self._http = httpx.Client(**options, transport=transport)
+        self._retry = retry or RetryPolicy()
+        self._timeout_s = timeout_s
+        self._read_timeout_s = read_timeout_s
+
+    @property
+    def base_url(self) -> str:
+        """The API's address."""
+        return str(self._http.base_url)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def _send(self, call: Call[T]) -> T:
+        request = call.request
+        retries = Retries(self._retry)
+        wait_s: float | None
+        while True:
+            try:
+                response = self._http.request(
+                    request.method, request.path, params=request.params,
+                    json=request.json, headers=request.headers,
+                )  # fmt: skip
+            except httpx.RequestError as exc:
+                wait_s = retries.after_error(exc)
+                log.info("%s %s: %s; retrying in %.2fs", request.method, request.path,
+                         type(exc).__name__, wait_s)  # fmt: skip
+            else:
+                wait_s = retries.after_response(response)
+                if wait_s is None:
+                    return call.result(response)
+                log.info("%s %s: HTTP %d; retrying in %.2fs", request.method, request.path,
+                         response.status_code, wait_s)  # fmt: skip
+            time.sleep(wait_s)
+
+    # -- jobs ---------------------------------------------------------------------------
+
+    def submit(self, body: JobBody, *, idempotency_key: str | None = None) -> JobPublic:
+        """Submit a job: a body as the API takes it (a dict, or ``GenerateInput`` /
+        ``ExtractInput`` / ``EmbedInput``); the queued job.
+
+        Sent with an ``Idempotency-Key`` (``idempotency_key``, or a fresh one made once
+        for this call), so a retry after a lost answer returns the same job.
+        """
+        return self._send(calls.submit(body, idempotency_key))
+
+    def generate(
+        self,
+        model: str,
+        prompt: Prompt,
+        *,
+        system: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> JobPublic:
+        """Submit a ``generate`` job: a prompt (one user message) or a list of messages."""
+        body = calls.generate_body(
+            model, prompt, system=system, max_tokens=max_tokens, temperature=temperature,
+            metadata=metadata,
+        )  # fmt: skip
+        return self.submit(body, idempotency_key=idempotency_key)
+
+    def extract(
+        self,
+        model: str,
+        text: str,
+        schema: Mapping[str, Any],
+        *,
+        instructions: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> JobPublic:
+        """Submit an ``extract`` job: JSON from ``text`` that matches ``schema``."""
+        body = calls.extract_body(
+            model, text, schema, instructions=instructions, metadata=metadata
+        )
+        return self.submit(body, idempotency_key=idempotency_key)
+
+    def embed(
+        self,
+        model: str,
+        texts: str | Sequence[str],
+        *,
+        dimensions: int | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> JobPublic:
+        """Submit an ``embed`` job for one text or a list of texts."""
+        body = calls.embed_body(model, texts, dimensions=dimensions, metadata=metadata)
+        return self.submit(body, idempotency_key=idempotency_key)
+
+    def get(
+        self, job_id: str, *, vectors: bool = True, vector_format: VectorFormat = "float"
+    ) -> JobPublic:
+        """A job. An embedding job's ``result`` holds its vectors (lists of floats, or
+        base64 float32 with ``vector_format="base64"``) unless ``vectors=False``."""
+        return self._send(calls.get(job_id, vectors=vectors, vector_format=vector_format))
+
+    def embeddings(self, job_id: str) -> Embeddings:
+        """A succeeded embedding job's vectors, fetched in the compact base64 form
+        (``NoResult`` if the job has not succeeded)."""
+        return self._send(calls.embeddings(job_id))
+
+    def jobs(
+        self,
+        *,
+        status: JobStatus | str | None = None,
+        kind: JobKind | str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> JobPage:
+        """One page of your jobs, newest first; pass its ``next_cursor`` for the next.
+        Lists never carry vectors."""
+        return self._send(calls.list_jobs(status=status, kind=kind, limit=limit, cursor=cursor))
+
+    def iter_jobs(
+        self,
+        *,
+        status: JobStatus | str | None = None,
+        kind: JobKind | str | None = None,
+        page_size: int = 100,
+    ) -> Iterator[JobPublic]:
+        """Every job that matches, newest first, fetching page after page as you go."""
+        pager = calls.JobsPager(status=status, kind=kind, page_size=page_size)
+        while (call := pager.next_call()) is not None:
+            yield from pager.take(self._send(call))
+
+    def cancel(self, job_id: str) -> CancelAnswer:
+        """Cancel a job: a waiting one never runs, a running one stops at its next chunk;
+        a finished one is left as it is (``detail`` says which)."""
+        return self._send(calls.cancel(job_id))
+
+    def token(self, job_id: str) -> EventToken:
+        """A short-lived token that opens only this job's events (for a browser)."""
+        return self._send(calls.token(job_id))
+
+    # -- events -------------------------------------------------------------------------
+
+    def events(
+        self, job_id: str, *, after: int = 0, timeout_s: float | None = None
+    ) -> Iterator[JobEvent]:
+        """Every event of the job after event id ``after``, in order, each once, until
+        ``done`` (or, if the job had ended at ``after``, nothing).
+
+        Reconnects by itself after a dropped connection, a timeout or an API restart,
+        resuming after the last event it yielded; raises ``ApiUnavailable`` when the API
+        stays out of reach (``RetryPolicy.reconnect_for_s``), ``ApiError`` when it
+        refuses, ``WaitTimeout`` after ``timeout_s``.
+        """
+        stream = EventStream(
+            job_id, after=after, policy=self._retry, read_timeout_s=self._read_timeout_s,
+            timeout_s=timeout_s,
+        )  # fmt: skip
+        while True:
+            request = stream.request()
+            try:
+                with self._http.stream(
+                    request.method, request.path, headers=request.headers,
+                    timeout=httpx.Timeout(self._timeout_s, read=stream.read_timeout_s()),
+                ) as response:  # fmt: skip
+                    if response.status_code != 200:
+                        response.read()
+                    wait_s = stream.opened(response)
+                    if wait_s is None:
+                        if stream.finished:
+                            return
+                        for line in iter_lines(response.iter_bytes()):
+                            event = stream.feed(line)
+                            if event is not None:
+                                yield event
+                                if stream.finished:
+                                    return
+                        wait_s = stream.dropped()
+            except httpx.RequestError as exc:
+                wait_s = stream.dropped(exc)
+            # Logged with the cursor as a field, so a UI (the CLI's status line) can say so.
+            log.info("events of job %s: reconnecting after event %d in %.2fs",
+                     job_id, stream.after, wait_s,
+                     extra={"job_id": job_id, "reconnect_after": stream.after})  # fmt: skip
+            time.sleep(wait_s)
+
+    def text(self, job_id: str, *, timeout_s: float | None = None) -> Iterator[str | TextReset]:
+        """The job's text as it is generated: ``str`` pieces to append, and a
+        ``TextReset`` whenever the text starts over (a new attempt, a repair round, text
+        the server restored): then drop what you hold and take ``reset.text``.
+
+        The pieces after the last ``TextReset`` (with its ``text``) are the final text.
+        """
+        state = TextState()
+        for event in self.events(job_id, timeout_s=timeout_s):
+            piece = state.feed(event)
+            if piece is not None:
+                yield piece
+
+    def wait(
+        self, job_id: str, *, timeout_s: float | None = None, vectors: bool = False
+    ) -> JobPublic:
+        """Block until the job finishes; the finished job (``WaitTimeout`` after
+        ``timeout_s``). An embedding job's vectors only with ``vectors=True`` (or see
+        ``embeddings()``)."""
+        for _ in self.events(job_id, timeout_s=timeout_s):
+            pass
+        return self.get(job_id, vectors=vectors)
