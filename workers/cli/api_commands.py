@@ -55,6 +55,14 @@ def _guarded(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Nam
 
 
 def _client(args: argparse.Namespace) -> Client:
+    if args.key:
+        # Other users of the machine see a command line (ps, /proc); the environment is
+        # the process's own.
+        print(
+            "aijobs: warning: a key given with --key shows in the process list; "
+            "prefer AIJOBS_API_KEY",
+            file=sys.stderr,
+        )
     return Client(args.url, args.key)
 
 

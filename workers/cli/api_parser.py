@@ -26,7 +26,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     """Register submit, jobs, show, follow and cancel on the ``aijobs`` parser."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--url", default=None, help="API base URL (default: AIJOBS_URL)")
-    common.add_argument("--key", default=None, help="API key (default: AIJOBS_API_KEY)")
+    common.add_argument(
+        "--key", default=None, help="API key (default: AIJOBS_API_KEY, which ps does not show)"
+    )
     as_json = argparse.ArgumentParser(add_help=False)
     as_json.add_argument("--json", action="store_true", help="print JSON, for scripts")
 
