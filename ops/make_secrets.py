@@ -34,7 +34,9 @@ REDIS_USER = "aijobs"
 #: transport, the event streams' Lua scripts, pub/sub) but the dangerous ones (FLUSHALL,
 #: CONFIG, KEYS, INFO, DEBUG, SHUTDOWN, ACL, MONITOR, ...), which no aijobs process sends:
 #: tests/ops/test_fleet_on_acl_redis.py runs the fleet on it and Redis denies nothing.
-REDIS_APP_RULES = "~* &* +@all -@dangerous"
+#: CLIENT SETNAME (each connection names itself) is in @connection from Redis 7 on; Redis 6
+#: files all of CLIENT under @dangerous, hence the explicit grant.
+REDIS_APP_RULES = "~* &* +@all -@dangerous +client|setname"
 
 
 def redis_acl(password: str) -> str:

