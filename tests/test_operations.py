@@ -163,6 +163,7 @@ def test_flower_sees_every_kind_with_safe_arguments(flower: str, client: httpx.C
 
 
 def test_compose_file_keeps_its_promises() -> None:
+    """The fleet's shape; each security promise has its own tests under tests/ops/."""
     compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
     services = compose["services"]
     expected = {"redis", "postgres", "migrate", "api", "worker-generate", "worker-extract",
@@ -171,12 +172,15 @@ def test_compose_file_keeps_its_promises() -> None:
     published = {name for name, svc in services.items() if svc.get("ports")}
     assert published == {"api", "flower"}
     for name in ("redis", "postgres", "api", "worker-generate", "worker-extract", "worker-embed",
-                 "prometheus"):  # fmt: skip
+                 "flower", "prometheus"):  # fmt: skip
         assert "healthcheck" in services[name], name
     redis_conf = (ROOT / "ops" / "redis.conf").read_text().split("\n")
-    assert "appendonly yes" in redis_conf
-    assert "maxmemory-policy noeviction" in redis_conf
+    for line in ("appendonly yes", "appendfsync everysec", "maxmemory-policy noeviction",
+                 "protected-mode yes", "aclfile /run/secrets/redis-users.acl"):  # fmt: skip
+        assert line in redis_conf, line
+    assert any(line.startswith("maxmemory ") for line in redis_conf)
     assert "redis.conf" in " ".join(services["redis"]["command"])
+    assert services["redis"]["secrets"] == ["redis-users.acl"]
     assert services["migrate"]["command"] == ["migrate"]
     assert services["migrate"]["restart"] == "no"
     for name in ("worker-generate", "worker-extract", "worker-embed"):
@@ -186,7 +190,8 @@ def test_compose_file_keeps_its_promises() -> None:
         assert services[name]["depends_on"]["migrate"]["condition"] == (
             "service_completed_successfully"
         )
-    assert "AIJOBS_FLOWER_BASIC_AUTH" in str(services["flower"]["environment"])
+        assert services[name]["stop_grace_period"] == "60s"
+    assert "ops/secrets/flower.env" in services["flower"]["env_file"]
     assert services["api"]["build"]["dockerfile"] == "ops/Dockerfile"
     assert (ROOT / "ops" / "Dockerfile").exists()
 
