@@ -23,6 +23,12 @@ from aijobs.connections import RedisTarget, parse_redis_url
 from aijobs.errors import ConfigurationError
 
 DEFAULT_SQLITE_URL = "sqlite:///./aijobs.db"
+#: What the example secret files hold where a real secret must go.
+PLACEHOLDER = "CHANGE-ME"
+_SECRET_FIELDS = (
+    "redis_url", "database_url", "openai_api_key", "api_keys", "token_secret",
+    "flower_basic_auth", "metrics_token",
+)  # fmt: skip
 
 
 SettingsError = ConfigurationError
@@ -216,6 +222,14 @@ class Settings(BaseSettings):
             raise ValueError("AIJOBS_TENANT_WEIGHTS must be positive numbers")
         if self.token_secret is not None and len(self.token_secret.get_secret_value()) < 32:
             raise ValueError("AIJOBS_TOKEN_SECRET must be at least 32 characters")
+        for name in _SECRET_FIELDS:
+            value = getattr(self, name)
+            text = value.get_secret_value() if isinstance(value, SecretStr) else value
+            if isinstance(text, str) and PLACEHOLDER in text:
+                raise ValueError(
+                    f"{name.upper()} still holds a placeholder ({PLACEHOLDER}…): fill it in "
+                    "(python3 ops/make_secrets.py writes every secret file)"
+                )
         return self
 
     def models_for(self, tenant: str) -> list[str]:

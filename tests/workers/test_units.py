@@ -112,3 +112,12 @@ def test_the_bundled_redis_server_runs_where_no_redis_is_installed(tmp_path: Pat
         client.close()
     finally:
         server.stop()
+
+
+def test_settings_refuse_placeholder_secrets() -> None:
+    with pytest.raises(ValidationError, match="placeholder"):
+        Settings(openai_api_key="CHANGE-ME-provider-key")
+    with pytest.raises(ValidationError, match="placeholder"):
+        Settings(redis_url="redis://aijobs:CHANGE-ME@redis:6379/0")
+    with pytest.raises(ValidationError, match="at least 32"):
+        Settings(token_secret="short")

@@ -190,7 +190,7 @@ class AsyncClient:
 
     async def token(self, job_id: str) -> EventToken:
         """A short-lived token that opens only this job's events (for a browser)."""
-        return await self._send(calls.token(job_id))
+        return calls.absolute_urls(await self._send(calls.token(job_id)), self.base_url)
 
     # -- events -------------------------------------------------------------------------
 

@@ -227,6 +227,21 @@ def token(job_id: str) -> Call[EventToken]:
     return Call(Request("POST", _job_path(job_id, "/token")), _model(EventToken))
 
 
+def absolute_urls(token: EventToken, base_url: str) -> EventToken:
+    """The token with its URLs made absolute against the client's base URL (an API
+    without ``AIJOBS_PUBLIC_URL`` answers with paths)."""
+    base = base_url.rstrip("/")
+    socket_base = base.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
+    events = token.events_url
+    socket = token.websocket_url
+    return token.model_copy(
+        update={
+            "events_url": base + events if events.startswith("/") else events,
+            "websocket_url": socket_base + socket if socket.startswith("/") else socket,
+        }
+    )
+
+
 class JobsPager:
     """Walks every page of ``GET /v1/jobs``: ``next_call()`` until it returns ``None``."""
 

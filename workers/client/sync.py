@@ -188,7 +188,7 @@ class Client:
 
     def token(self, job_id: str) -> EventToken:
         """A short-lived token that opens only this job's events (for a browser)."""
-        return self._send(calls.token(job_id))
+        return calls.absolute_urls(self._send(calls.token(job_id)), self.base_url)
 
     # -- events -------------------------------------------------------------------------
 
