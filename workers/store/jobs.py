@@ -8,6 +8,7 @@ no row and it stops.
 from __future__ import annotations
 
 import base64
+import re
 import secrets
 import time
 from collections.abc import Iterator, Sequence
@@ -46,6 +47,15 @@ def new_job_id() -> str:
     return f"{int(time.time() * 1000):012x}{secrets.token_hex(10)}"
 
 
+_JOB_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def is_job_id(value: str) -> bool:
+    """Whether ``value`` has the shape of a job id (anything else names no job, and must
+    never reach SQL: PostgreSQL refuses a NUL in a string outright)."""
+    return bool(_JOB_ID.fullmatch(value))
+
+
 def encode_cursor(job: Job) -> str:
     """An opaque cursor that points just past ``job`` in newest-first order."""
     raw = f"{job.created_at.isoformat()}|{job.id}".encode()
@@ -60,7 +70,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         created = datetime.fromisoformat(stamp)
     except (ValueError, UnicodeDecodeError) as exc:
         raise CursorError("cursor is not one this API returned") from exc
-    if created.tzinfo is None or not job_id.isascii() or len(job_id) > 64:
+    if created.tzinfo is None or not is_job_id(job_id):
         raise CursorError("cursor is not one this API returned")
     return created, job_id
 
@@ -246,7 +256,7 @@ class JobRepository:
         read must not pull a megabyte of prompt it does not return. Reading one of them
         afterwards raises.
         """
-        if len(job_id) > 64:
+        if not is_job_id(job_id):
             return None
         options = [defer(getattr(Job, name), raiseload=True) for name in without]
         with self.db.session() as session:
@@ -453,6 +463,8 @@ class JobRepository:
         Returns the job after the call and, if this call made it ``cancelled``, the id
         reserved for its ``done`` event minus one.
         """
+        if not is_job_id(job_id):
+            return None, None
         now = utcnow()
         waiting = [JobStatus.QUEUED.value, JobStatus.RETRYING.value]
         with self.db.engine.begin() as conn:
