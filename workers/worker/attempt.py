@@ -12,7 +12,9 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import suppress
+from dataclasses import dataclass
 from datetime import timedelta
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
@@ -41,6 +43,29 @@ log = logging.getLogger(__name__)
 INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (RedisError, SQLAlchemyError, OSError)
 #: How long an attempt keeps trying to record an outcome the provider already gave.
 _RECORD_FOR_S = 30.0
+
+
+class Outcome(StrEnum):
+    """How one delivery ended, as the task reports it (Flower shows it)."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    #: Back in the queue: a retry's backoff, a wait for budget, a hand-off.
+    WAITING = "waiting"
+    #: Nothing was the delivery's to do: finished already, a duplicate, superseded.
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """A delivery's outcome, and the error code when it failed or waits."""
+
+    outcome: Outcome
+    code: str | None = None
+
+
+SKIPPED = Report(Outcome.SKIPPED)
 
 
 class _Batches:
@@ -93,6 +118,7 @@ class Attempt:
         self._charged = charged
         self._first_text: float | None = None
         self._cancel_in_store = claim.cancel_requested
+        self.report = SKIPPED
 
     # -- the kind's side --------------------------------------------------------------
 
@@ -170,8 +196,8 @@ class Attempt:
 
     # -- the attempt's story ------------------------------------------------------------
 
-    def run(self) -> None:
-        """Run the kind and record how the attempt ended."""
+    def run(self) -> Report:
+        """Run the kind, record how the attempt ended, and say how."""
         try:
             self.start()
             output = self.kind.run(self.spec, self)
@@ -206,6 +232,7 @@ class Attempt:
                        "retryable": False})  # fmt: skip
         finally:
             self.ctx.watchdog.release(self.guard)
+        return self.report
 
     def start(self) -> None:
         """Raise the fence and tell readers the attempt runs (a reset first if it is not
@@ -316,6 +343,7 @@ class Attempt:
             run_at_epoch_s=run_at.timestamp(),
         )
         self._log(JobStatus.RETRYING, reason=status["reason"], wait_s=round(wait_s, 3))
+        self.report = Report(Outcome.WAITING, str(status["reason"]))
 
     def fail(self, error: dict[str, Any]) -> None:
         """The job ends failed."""
@@ -370,6 +398,7 @@ class Attempt:
         metrics.JOB_DURATION.labels(self.job.kind, status).observe(max(0.0, age))
         extra = {"error_code": error["code"]} if error else {}
         self._log(status, **extra)
+        self.report = Report(Outcome(status.value), error["code"] if error else None)
 
     # -- helpers ------------------------------------------------------------------------
 

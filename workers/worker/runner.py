@@ -33,66 +33,68 @@ from aijobs.kinds import kind_for
 from aijobs.logs import log_transition
 from aijobs.schemas import JOB_INPUT_ADAPTER, JobStatus
 from aijobs.store.models import Job, utcnow
-from aijobs.worker.attempt import Attempt
+from aijobs.worker.attempt import SKIPPED, Attempt, Outcome, Report
 from aijobs.worker.context import WorkerContext
 
 log = logging.getLogger(__name__)
 
 
-def run_delivery(ctx: WorkerContext, job_id: str) -> None:
-    """Process one delivery of ``job_id`` (see the module's story)."""
+def run_delivery(ctx: WorkerContext, job_id: str) -> Report:
+    """Process one delivery of ``job_id`` (see the module's story); how it ended."""
     started = time.monotonic()
     job = ctx.repo.get(job_id)
     if job is None:
         log.warning("job %s not found; dropping its message", job_id)
-        return
+        return SKIPPED
     if JobStatus(job.status).terminal:
-        return
+        return SKIPPED
     lease = ctx.leases.acquire(job.id, job.kind, job.tenant)
     if lease is None:
         log.info("job %s is running elsewhere; duplicate delivery ignored", job_id)
-        return
+        return SKIPPED
     try:
-        _deliver(ctx, job, lease, started)
+        return _deliver(ctx, job, lease, started)
     finally:
         ctx.leases.release(lease)
 
 
-def _deliver(ctx: WorkerContext, job: Job, lease: Any, started: float) -> None:
+def _deliver(ctx: WorkerContext, job: Job, lease: Any, started: float) -> Report:
     settings = ctx.settings
     if job.run_at is not None and job.run_at > utcnow() + timedelta(seconds=0.5):
         # Delivered early (a duplicate of a delayed job): back to wait for its time.
         ctx.queue.push(_queued(job), run_at_epoch_s=job.run_at.timestamp())
-        return
+        return Report(Outcome.WAITING, "run_at")
     losses = job.losses + (1 if job.status == JobStatus.RUNNING else 0)
     if losses >= settings.poison_after_losses:
         _fail_unstarted(ctx, job, started, ErrorCode.POISON,
                         f"the job's worker was lost {losses} times (it crashed, froze or was "
                         "killed each time it ran this job)")  # fmt: skip
-        return
+        return Report(Outcome.FAILED, ErrorCode.POISON)
     if job.failures + losses >= settings.max_attempts:
         _fail_unstarted(ctx, job, started, ErrorCode.ATTEMPTS_EXHAUSTED,
                         f"the job was started {job.attempts} times without finishing")  # fmt: skip
-        return
+        return Report(Outcome.FAILED, ErrorCode.ATTEMPTS_EXHAUSTED)
     try:
         spec = JOB_INPUT_ADAPTER.validate_python(job.input)
     except ValidationError:
         _fail_unstarted(ctx, job, started, ErrorCode.INTERNAL_ERROR,
                         "the job's stored input is not one this version can run")  # fmt: skip
-        return
+        return Report(Outcome.FAILED, ErrorCode.INTERNAL_ERROR)
     kind = kind_for(job.kind)
     charged = kind.estimate(spec, settings)
     if charged:
         wait_s = _admit(ctx, job, charged)
         if wait_s > 0:
             _defer(ctx, job, wait_s, started)
-            return
+            return Report(Outcome.WAITING, ErrorCode.RATE_LIMIT_WAIT)
     claim = ctx.repo.claim(job.id, seen_attempts=job.attempts, id_block=settings.event_id_block)
     if claim is None:  # moved on since we read it (cancelled, say)
         if charged:
             ctx.limiter.settle(job.model, charged, 0, tenant=job.tenant)
-        return
-    Attempt(ctx, job, claim, lease, kind=kind, spec=spec, charged=charged, started=started).run()
+        return SKIPPED
+    attempt = Attempt(ctx, job, claim, lease, kind=kind, spec=spec, charged=charged,
+                      started=started)  # fmt: skip
+    return attempt.run()
 
 
 def _queued(job: Job) -> QueuedJob:
