@@ -1,28 +1,33 @@
-"""What a submission must pass before anything is written or queued."""
+"""What a request must pass before anything is written, queued or streamed: the input's
+shape and size, the tenant's limits (submissions per second, unfinished jobs, open
+readers). Each refusal is an ``aijobs.errors.Refused`` that names what, answered in one
+place (``aijobs.api.errors``)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
-import math
-from typing import Any
+from collections import Counter
+from typing import TYPE_CHECKING, Any
 
-from fastapi import HTTPException, status
 from redis.exceptions import RedisError
 
-from aijobs.api.state import ApiState
+from aijobs.errors import InvalidInput, LimitReached, TooLarge
 from aijobs.jsonsize import deeper_than, json_bytes
 from aijobs.kinds.schema import MAX_JSON_DEPTH, SchemaRejected, prepare_schema
 from aijobs.schemas import EmbedInput, ExtractInput, GenerateInput
 from aijobs.settings import Settings
 
+if TYPE_CHECKING:
+    from aijobs.api.state import ApiState
+
 JobBody = GenerateInput | ExtractInput | EmbedInput
 log = logging.getLogger(__name__)
 
 
-def _unprocessable(detail: str) -> HTTPException:
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail)
+def _unprocessable(detail: str) -> InvalidInput:
+    return InvalidInput(detail)
 
 
 def check_shape(body: JobBody, settings: Settings) -> None:
@@ -39,10 +44,9 @@ def check_input(body: JobBody, state: ApiState, tenant: str, *, body_bytes: int)
     body too large for its kind). Runs after the tenant's rate limit was charged."""
     settings = state.settings
     if body.kind != "embed" and body_bytes > settings.max_body_bytes:
-        raise HTTPException(
-            status.HTTP_413_CONTENT_TOO_LARGE,
+        raise TooLarge(
             f"request body exceeds {settings.max_body_bytes} bytes (only embed jobs may be "
-            f"larger, up to {settings.max_jobs_body_bytes})",
+            f"larger, up to {settings.max_jobs_body_bytes})"
         )
     _check_metadata(body.metadata, settings)
     allowed = settings.models_for(tenant)
@@ -105,19 +109,17 @@ def check_tenant_limits(state: ApiState, tenant: str) -> None:
             log.warning("submission rate not checked (Redis unavailable: %s)", exc)
             wait_s = 0.0
         if wait_s > 0:
-            raise HTTPException(
-                status.HTTP_429_TOO_MANY_REQUESTS,
+            raise LimitReached(
                 f"too many submissions: at most {settings.tenant_submits_per_s} per second",
-                headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
+                retry_after_s=wait_s,
             )
     if settings.tenant_max_active_jobs:
         active = state.repo.count_active(tenant)
         if active >= settings.tenant_max_active_jobs:
-            raise HTTPException(
-                status.HTTP_429_TOO_MANY_REQUESTS,
+            raise LimitReached(
                 f"too many unfinished jobs: {active} (the limit is "
                 f"{settings.tenant_max_active_jobs}); wait for some to finish",
-                headers={"Retry-After": "5"},
+                retry_after_s=5,
             )
 
 
@@ -134,3 +136,26 @@ def check_idempotency_key(key: str | None) -> str | None:
     if not 1 <= len(key) <= 255 or not all(33 <= ord(c) <= 126 for c in key):
         raise _unprocessable("Idempotency-Key: 1 to 255 visible ASCII characters")
     return key
+
+
+class ReaderSlots:
+    """Counts open SSE/WebSocket readers per tenant (the event loop is the only user)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._open: Counter[str] = Counter()
+
+    def acquire(self, tenant: str) -> None:
+        """Take a slot, or ``LimitReached`` if the tenant holds ``limit`` (0: unlimited)."""
+        if self.limit and self._open[tenant] >= self.limit:
+            raise LimitReached(
+                f"too many open event readers: at most {self.limit} per tenant",
+                retry_after_s=5,
+            )
+        self._open[tenant] += 1
+
+    def release(self, tenant: str) -> None:
+        """Give a slot back."""
+        self._open[tenant] -= 1
+        if self._open[tenant] <= 0:
+            del self._open[tenant]

@@ -1,8 +1,14 @@
-"""Error answers: short, stable messages that name the offending field."""
+"""Error answers: short, stable messages that name the offending field.
+
+This is the one place where what went wrong becomes an HTTP answer: the domain raises
+``aijobs.errors.Refused`` and its kinds (422, 413, 429, 404, 409), storage errors become
+503, and request validation a 422 with the field.
+"""
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from aijobs.api.guards import BodyTooLarge
+from aijobs.errors import Refused
 from aijobs.schemas import JobKind
 
 _KINDS = ", ".join(k.value for k in JobKind)
@@ -78,6 +85,14 @@ def validation_response(errors: Sequence[dict[str, Any]]) -> JSONResponse:
     )
 
 
+def refusal_response(exc: Refused) -> JSONResponse:
+    """The answer to a refused request (also a WebSocket handshake's denial)."""
+    headers = {}
+    if exc.retry_after_s is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
+    return JSONResponse({"detail": exc.detail}, exc.status, headers=headers)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers that shape error answers."""
 
@@ -103,6 +118,10 @@ def install_error_handlers(app: FastAPI) -> None:
             return JSONResponse({"detail": str(exc.__cause__)}, 413)
         return await http_exception_handler(request, exc)
 
+    async def on_refused(_request: Request, exc: Refused) -> JSONResponse:
+        return refusal_response(exc)
+
+    app.add_exception_handler(Refused, on_refused)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, on_validation)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, on_http_error)  # type: ignore[arg-type]
     app.add_exception_handler(SQLAlchemyError, on_store_down)  # type: ignore[arg-type]

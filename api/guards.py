@@ -59,7 +59,11 @@ class RequestGuard:
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _too_large(send, limit)
+            # An authenticated client: read (and drop) what it is still sending, up to a
+            # bound, so it gets the answer instead of a reset connection mid-upload.
+            await _too_large(send, limit, close=int(declared) > 2 * limit)
+            if int(declared) <= 2 * limit:
+                await _drain(receive)
             return
         seen = 0
         started = False
@@ -117,18 +121,32 @@ class RequestGuard:
 
 
 async def _answer(
-    send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]] | None = None
+    send: Send,
+    status: int,
+    detail: str,
+    headers: list[tuple[bytes, bytes]] | None = None,
+    *,
+    close: bool = True,
 ) -> None:
     raw = json.dumps({"detail": detail}).encode()
     head: list[Any] = [
         (b"content-type", b"application/json"),
         (b"content-length", b"%d" % len(raw)),
     ]
-    # The body was never read: the client must not send the next request on this one.
-    head += [(b"connection", b"close"), *(headers or [])]
+    if close:  # the body was never read: no next request may follow on this connection
+        head.append((b"connection", b"close"))
+    head += headers or []
     await send({"type": "http.response.start", "status": status, "headers": head})
     await send({"type": "http.response.body", "body": raw})
 
 
-async def _too_large(send: Send, limit: int) -> None:
-    await _answer(send, 413, f"request body exceeds {limit} bytes")
+async def _too_large(send: Send, limit: int, *, close: bool = True) -> None:
+    await _answer(send, 413, f"request body exceeds {limit} bytes", close=close)
+
+
+async def _drain(receive: Receive) -> None:
+    """Read and drop the rest of a request's body."""
+    while True:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body"):
+            return

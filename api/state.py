@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
+from aijobs.api.admission import ReaderSlots
 from aijobs.api.auth import Authenticator
-from aijobs.api.readers import ReaderSlots
 from aijobs.api.tokens import TokenSigner
 from aijobs.connections import async_client, sync_client
 from aijobs.events.live import LiveHub
@@ -51,7 +51,7 @@ class ApiState:
         require_current(db.engine, settings.database_url)
         blocking = sync_client(target, max_connections=40, name="aijobs-api")
         queue = FairQueue(blocking)
-        per_second = RateLimit(rpm=settings.tenant_submits_per_s, window_s=1.0)
+        per_second = RateLimit(requests=settings.tenant_submits_per_s, window_s=1.0)
         secret = settings.token_secret.get_secret_value() if settings.token_secret else None
         keys = KeyRepository(db, cache_ttl_s=settings.key_cache_ttl_s)
         return cls(

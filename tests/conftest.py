@@ -132,7 +132,7 @@ def settings(redis_url: str, database_url: str, simulator: RunningSimulator) -> 
         provider_timeout_s=30,
         max_jobs_body_bytes=4 * 1024 * 1024,
         reconcile_interval_s=0.5,
-        rate_limits={LIMITED_MODEL: RateLimit(rpm=5, window_s=2.0)},
+        rate_limits={LIMITED_MODEL: RateLimit(requests=5, window_s=2.0)},
     )
 
 

@@ -55,6 +55,50 @@ class ConfigurationError(AijobsError, ValueError):
     """Raised when the configuration is unusable (a missing URL, limits that collide)."""
 
 
+class Refused(AijobsError):
+    """Raised when a request cannot be served as asked. The API turns every one of these
+    into its answer in one place (``aijobs.api.errors``): ``status`` and ``detail``, and
+    ``Retry-After`` when ``retry_after_s`` is set."""
+
+    status = 400
+
+    def __init__(self, detail: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.retry_after_s = retry_after_s
+
+
+class InvalidInput(Refused, ValueError):
+    """Raised when input breaks a rule the models alone cannot check (422)."""
+
+    status = 422
+
+
+class TooLarge(Refused):
+    """Raised when a body is larger than its kind may be (413)."""
+
+    status = 413
+
+
+class LimitReached(Refused):
+    """Raised when a tenant is over one of its limits; try again later (429)."""
+
+    status = 429
+
+
+class NotFound(Refused):
+    """Raised when there is no such thing for this caller (404, alike for an unknown id
+    and another tenant's)."""
+
+    status = 404
+
+
+class Conflict(Refused):
+    """Raised when a request contradicts an earlier one (409)."""
+
+    status = 409
+
+
 class JobFailed(AijobsError):
     """Raised when an attempt ends with an error; says whether trying again can help."""
 

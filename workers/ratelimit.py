@@ -130,7 +130,14 @@ class RateLimiter:
         share = self._share(limit, tenant)
         wait_ms = self._acquire(
             keys=[*self._keys(model), self._tenant_key(model, tenant)],
-            args=[window_ms, limit.rpm, limit.tpm, max(0, tokens), secrets.token_hex(8), share],
+            args=[
+                window_ms,
+                limit.requests,
+                limit.tokens,
+                max(0, tokens),
+                secrets.token_hex(8),
+                share,
+            ],
         )
         return int(wait_ms) / 1000.0
 
@@ -140,7 +147,7 @@ class RateLimiter:
         """Correct the token buckets once the real usage is known (a refund when the call
         billed less than was charged, nothing billed included)."""
         limit = self.limit_for(model)
-        if limit is None or not limit.tpm or actual == estimated:
+        if limit is None or not limit.tokens or actual == estimated:
             return
         buckets = [self._keys(model)[1]]
         if self._share(limit, tenant):
@@ -148,9 +155,9 @@ class RateLimiter:
         self._adjust(keys=buckets, args=[estimated - actual])
 
     def _share(self, limit: RateLimit, tenant: str | None) -> int:
-        if tenant is None or not limit.tpm or self._tenant_share >= 1.0:
+        if tenant is None or not limit.tokens or self._tenant_share >= 1.0:
             return 0
-        return max(1, int(limit.tpm * self._tenant_share))
+        return max(1, int(limit.tokens * self._tenant_share))
 
     def _tenant_key(self, model: str, tenant: str | None) -> str:
         return keys.rate_limit_keys(self._provider, model)[1] + f":t:{tenant or '-'}"

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from pydantic import (
     AliasChoices,
     BaseModel,
+    ConfigDict,
     Field,
     SecretStr,
     field_validator,
@@ -35,10 +36,22 @@ SettingsError = ConfigurationError
 
 
 class RateLimit(BaseModel):
-    """A fleet-wide budget for one model: requests and tokens per window (0 = unlimited)."""
+    """A fleet-wide budget for one model: requests and tokens per window (0 = unlimited).
 
-    rpm: int = Field(default=0, ge=0, description="requests per window")
-    tpm: int = Field(default=0, ge=0, description="tokens per window")
+    The window is a minute unless ``window_s`` says otherwise, so the configuration's
+    familiar ``{"rpm": 500, "tpm": 200000}`` keeps its meaning.
+    """
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    requests: int = Field(
+        default=0, ge=0, validation_alias=AliasChoices("requests", "rpm"),
+        description="requests per window",
+    )  # fmt: skip
+    tokens: int = Field(
+        default=0, ge=0, validation_alias=AliasChoices("tokens", "tpm"),
+        description="tokens per window",
+    )  # fmt: skip
     window_s: float = Field(default=60.0, gt=0.0)
 
 

@@ -17,9 +17,11 @@ from starlette.websockets import WebSocketDisconnect
 from aijobs import metrics
 from aijobs.api.auth import Caller, bearer_key
 from aijobs.api.deps import CallerDep, StateDep
+from aijobs.api.errors import refusal_response
 from aijobs.api.guards import CALLER
 from aijobs.api.sse import EventStreamResponse
 from aijobs.api.state import ApiState
+from aijobs.errors import InvalidInput, NotFound, Refused
 from aijobs.events.follow import StoredOutcome, follow_job
 from aijobs.events.protocol import Event
 from aijobs.schemas import EventToken, JobStatus
@@ -45,10 +47,7 @@ def parse_cursor(after: int | None, last_event_id: str | None) -> int:
         value = last_event_id.strip()
         # ASCII digits only: str.isdigit also says yes to "²" and "٣".
         if not (value.isascii() and value.isdigit()) or len(value) > 16:
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT,
-                "Last-Event-ID: must be an event id (a non-negative integer)",
-            )
+            raise InvalidInput("Last-Event-ID: must be an event id (a non-negative integer)")
         return min(int(value), MAX_EVENT_ID)
     return min(after or 0, MAX_EVENT_ID)
 
@@ -57,6 +56,14 @@ def _outcome(row: Job | None) -> StoredOutcome | None:
     if row is None or not JobStatus(row.status).terminal:
         return None
     return StoredOutcome(row.status, row.result, row.error, row.last_event_id, row.attempts)
+
+
+def load_job(state: ApiState, job_id: str, tenant: str) -> Job:
+    """The tenant's job as a reader needs it (no input, no metadata), or ``NotFound``."""
+    job = state.repo.get(job_id, tenant=tenant, without=_NOT_READ)
+    if job is None:
+        raise NotFound("job not found")
+    return job
 
 
 def finished_at_cursor(job: Job, cursor: int) -> bool:
@@ -129,18 +136,11 @@ async def job_event_stream(
             "missing or invalid API key or event token",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    job = await run_in_threadpool(state.repo.get, job_id, tenant=tenant, without=_NOT_READ)
-    if job is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "job not found")
+    job = await run_in_threadpool(load_job, state, job_id, tenant)
     if finished_at_cursor(job, cursor):
         # The spec's way to make a browser's EventSource stop reconnecting.
         return Response(status_code=status.HTTP_204_NO_CONTENT)
-    if not state.readers.try_acquire(tenant):
-        raise HTTPException(
-            status.HTTP_429_TOO_MANY_REQUESTS,
-            f"too many open event readers: at most {state.readers.limit} per tenant",
-            headers={"Retry-After": "5"},
-        )
+    state.readers.acquire(tenant)
     return EventStreamResponse(
         job_events(state, job, cursor, "sse"),
         retry_ms=_RETRY_MS,
@@ -197,20 +197,11 @@ async def job_event_socket(
             JSONResponse({"detail": "invalid API key"}, status.HTTP_401_UNAUTHORIZED)
         )
         return
-    job = await run_in_threadpool(state.repo.get, job_id, tenant=tenant, without=_NOT_READ)
-    if job is None:
-        await websocket.send_denial_response(
-            JSONResponse({"detail": "job not found"}, status.HTTP_404_NOT_FOUND)
-        )
-        return
-    if not state.readers.try_acquire(tenant):
-        await websocket.send_denial_response(
-            JSONResponse(
-                {"detail": f"too many open event readers: at most {state.readers.limit}"},
-                status.HTTP_429_TOO_MANY_REQUESTS,
-                headers={"Retry-After": "5"},
-            )
-        )
+    try:
+        job = await run_in_threadpool(load_job, state, job_id, tenant)
+        state.readers.acquire(tenant)
+    except Refused as refused:
+        await websocket.send_denial_response(refusal_response(refused))
         return
     try:
         await _serve_socket(websocket, state, job, after or 0)
@@ -257,9 +248,7 @@ def issue_event_token(job_id: str, state: StateDep, caller: CallerDep) -> EventT
     Its URLs are built from ``AIJOBS_PUBLIC_URL`` (never from the request's Host, which
     the caller chooses); without it they are paths relative to the API.
     """
-    job = state.repo.get(job_id, tenant=caller.tenant, without=_NOT_READ)
-    if job is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "job not found")
+    load_job(state, job_id, caller.tenant)
     ttl_s = state.settings.token_ttl_s
     token, expires = state.tokens.issue(job_id, caller.tenant, caller.key_id, ttl_s)
     path = f"/v1/jobs/{job_id}"

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Iterator
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Body, Header, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, Body, Header, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
@@ -22,6 +22,7 @@ from aijobs.api.admission import (
 )
 from aijobs.api.deps import StateDep, TenantDep
 from aijobs.api.state import ApiState
+from aijobs.errors import Conflict, NotFound
 from aijobs.events.control import append_once_async, flag_cancel
 from aijobs.events.protocol import EventType
 from aijobs.fairqueue import QueuedJob
@@ -33,7 +34,7 @@ from aijobs.schemas import (
     JobPublic,
     JobStatus,
 )
-from aijobs.store.jobs import CursorError, IdempotencyConflict
+from aijobs.store.jobs import IdempotencyConflict
 from aijobs.store.models import Job
 from aijobs.vectors import json_vectors
 
@@ -126,6 +127,20 @@ def submit_job(
     return to_public(job)
 
 
+def _around_vectors(public: JobPublic) -> tuple[str, str]:
+    """The JSON of ``public`` split where its ``result.embeddings`` list goes: the text
+    before the list's items and after them (no marker inside the data: a job's own
+    fields, its model name say, could hold any string)."""
+    body = public.model_dump(mode="json")
+    result = body.pop("result") or {}
+    result.pop("embeddings", None)
+    outer = json.dumps(body, separators=(",", ":"))
+    inner = json.dumps(result, separators=(",", ":"))
+    comma = "," if result else ""
+    head = f'{outer[:-1]},"result":{inner[:-1]}{comma}"embeddings":['
+    return head, "]}}"
+
+
 def body_size(request: Request) -> int:
     """How many bytes the request's body had (counted by the guard as it was read)."""
     counted = request.scope.get("aijobs_body_bytes")
@@ -137,10 +152,7 @@ def body_size(request: Request) -> int:
 
 def _replayed(state: ApiState, job: Job, digest: str | None, response: Response) -> JobPublic:
     if job.request_hash != digest:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
-            "Idempotency-Key: already used with a different request",
-        )
+        raise Conflict("Idempotency-Key: already used with a different request")
     if job.status == JobStatus.QUEUED:
         # A retry of a submit whose first try may never have reached Redis: make sure.
         queued = QueuedJob(job.id, job.kind, job.tenant, job.priority)
@@ -164,12 +176,9 @@ def list_jobs(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> JobPage:
     """The caller's jobs, newest first."""
-    try:
-        rows, next_cursor = state.repo.list(
-            tenant=tenant, status=status_, kind=kind, limit=limit, cursor=cursor
-        )
-    except CursorError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"cursor: {exc}") from exc
+    rows, next_cursor = state.repo.list(
+        tenant=tenant, status=status_, kind=kind, limit=limit, cursor=cursor
+    )  # a cursor this API did not give out is a CursorError: 422
     return JobPage(data=[to_public(r) for r in rows], next_cursor=next_cursor)
 
 
@@ -192,25 +201,23 @@ def get_job(
     """One job: status, result or error (an embedding job's result has its vectors)."""
     job = state.repo.get(job_id, tenant=tenant, without=("input",))
     if job is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "job not found")
+        raise NotFound("job not found")
     public = to_public(job)
     if not (vectors and job.kind == JobKind.EMBED and job.status == JobStatus.SUCCEEDED):
         return public
     # Streamed batch by batch from the store, each batch encoded in a worker thread: an
     # answer of hundreds of MB neither sits in memory whole nor holds the event loop
     # (every other request and event stream of this process) for its whole encoding.
-    body = public.model_dump(mode="json")
-    body["result"] = {**(public.result or {}), "embeddings": "@"}
-    head, _, tail = json.dumps(body, separators=(",", ":")).partition('"@"')
+    head, tail = _around_vectors(public)
     base64_format = vector_format == "base64"
 
     def chunks() -> Iterator[str]:
-        yield head + "["
+        yield head
         for index, (dimensions, blob) in enumerate(state.repo.iter_vector_batches(job.id)):
             yield ("," if index else "") + json_vectors(
                 blob, dimensions, base64_format=base64_format
             )
-        yield "]" + tail
+        yield tail
 
     return StreamingResponse(chunks(), media_type="application/json")
 
@@ -227,7 +234,7 @@ async def cancel_job(
     """Cancel a job: a waiting one never runs; a running one stops between chunks."""
     job, floor = await run_in_threadpool(state.repo.request_cancel, job_id, tenant=tenant)
     if job is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "job not found")
+        raise NotFound("job not found")
     settings = state.settings
     if floor is not None:
         closing = [(EventType.DONE, {"status": JobStatus.CANCELLED})]

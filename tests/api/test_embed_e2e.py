@@ -150,3 +150,16 @@ def test_cancel_a_running_embedding_job_stops_between_batches(
     assert client.get(f"/v1/jobs/{job['id']}", params={"vectors": "false"}).json()["status"] == (
         "cancelled"
     )
+
+
+def test_a_model_named_like_a_marker_keeps_its_name_and_the_vectors_their_place(
+    client: httpx.Client,
+) -> None:
+    body = {"kind": "embed", "model": "@", "input": ["a", "b"], "dimensions": 4,
+            "metadata": {"x": "@"}}  # fmt: skip
+    job = client.post("/v1/jobs", json=body).json()
+    read_events(client, job["id"], timeout_s=60)
+    row = client.get(f"/v1/jobs/{job['id']}").json()
+    assert row["model"] == "@" and row["metadata"] == {"x": "@"}
+    assert len(row["result"]["embeddings"]) == 2 and len(row["result"]["embeddings"][0]) == 4
+    assert row["result"]["count"] == 2

@@ -224,7 +224,7 @@ def test_a_rescued_job_that_must_wait_for_budget_says_so(
         )
         # A worker claimed it, spent the minute's budget, and died.
         stack.repo.claim(job.id, seen_attempts=0, id_block=1000)
-        limiter = RateLimiter(stack.redis(), {"one-per-minute": RateLimit(rpm=1, window_s=60)},
+        limiter = RateLimiter(stack.redis(), {"one-per-minute": RateLimit(requests=1, window_s=60)},
                               provider="openai")  # fmt: skip
         assert limiter.acquire("one-per-minute", 0) == 0
         stack.start_worker("rescuer")

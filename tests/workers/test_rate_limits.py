@@ -19,7 +19,7 @@ from tests.support import read_events
 @pytest.fixture
 def limiter(redis_url: str) -> RateLimiter:
     client = redis.Redis.from_url(redis_url)
-    limits = {"rpm-model": RateLimit(rpm=3, window_s=1.0), "tpm-model": RateLimit(tpm=100)}
+    limits = {"rpm-model": RateLimit(requests=3, window_s=1.0), "tpm-model": RateLimit(tokens=100)}
     return RateLimiter(client, limits, provider=f"p-{uuid.uuid4().hex[:6]}", safety_ms=0)
 
 

@@ -21,8 +21,8 @@ from aijobs.schemas import EmbedInput, JobKind
 from aijobs.settings import Settings
 
 
-def estimate_tokens(text: str) -> int:
-    """A provider-side token estimate (~4 characters a token, at least 1)."""
+def text_tokens(text: str) -> int:
+    """A provider-side token estimate of one text (~4 characters a token, at least 1)."""
     return max(1, len(text) // 4)
 
 
@@ -31,7 +31,7 @@ def plan_batches(texts: list[str], *, max_inputs: int, max_tokens: int) -> list[
     batches: list[tuple[int, int]] = []
     start, tokens = 0, 0
     for i, text in enumerate(texts):
-        cost = estimate_tokens(text)
+        cost = text_tokens(text)
         if i > start and (i - start >= max_inputs or tokens + cost > max_tokens):
             batches.append((start, i))
             start, tokens = i, 0
@@ -97,7 +97,7 @@ def run_embed(
     def run_batch(index: int, start: int, end: int) -> EmbeddingBatch | None:
         nonlocal tokens_used
         batch = texts[start:end]
-        cost = sum(estimate_tokens(t) for t in batch)
+        cost = sum(text_tokens(t) for t in batch)
         for try_ in range(limits.batch_retries + 1):
             if stop():
                 return None

@@ -25,7 +25,7 @@ from typing import Any
 
 import jsonschema_rs
 
-from aijobs.errors import AijobsError
+from aijobs.errors import InvalidInput
 from aijobs.jsonsize import deeper_than
 
 MAX_PROPERTIES = 5000
@@ -68,7 +68,7 @@ _UNSUPPORTED = {
 _DEF_KEYS = ("$defs", "definitions")
 
 
-class SchemaRejected(AijobsError, ValueError):
+class SchemaRejected(InvalidInput):
     """Raised when strict mode cannot accept a schema; ``path`` points into the schema."""
 
     def __init__(self, path: str, reason: str) -> None:

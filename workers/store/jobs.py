@@ -20,6 +20,7 @@ from sqlalchemy import Update, and_, case, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer
 
+from aijobs.errors import InvalidInput
 from aijobs.schemas import TERMINAL_STATUSES, JobStatus
 from aijobs.store.db import Database
 from aijobs.store.models import EmbeddingBatch, Job, utcnow
@@ -30,7 +31,7 @@ _CLAIMABLE = [s.value for s in (JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.
 _jobs = Job.__table__
 
 
-class CursorError(ValueError):
+class CursorError(InvalidInput):
     """Raised when a pagination cursor cannot be decoded."""
 
 
@@ -69,9 +70,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         stamp, _, job_id = raw.partition("|")
         created = datetime.fromisoformat(stamp)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise CursorError("cursor is not one this API returned") from exc
+        raise CursorError("cursor: not one this API returned") from exc
     if created.tzinfo is None or not is_job_id(job_id):
-        raise CursorError("cursor is not one this API returned")
+        raise CursorError("cursor: not one this API returned")
     return created, job_id
 
 

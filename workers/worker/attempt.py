@@ -29,7 +29,7 @@ from aijobs.logs import log_transition
 from aijobs.providers.base import EmbeddingBatch
 from aijobs.schemas import JobStatus
 from aijobs.store.models import Job, utcnow
-from aijobs.worker.retry import backoff_ceiling_s, compute_backoff_s
+from aijobs.worker.retry import compute_backoff_s
 
 if TYPE_CHECKING:
     from aijobs.kinds.base import Kind, KindOutput
@@ -289,30 +289,28 @@ class Attempt:
         metrics.PROVIDER_ERRORS.labels(metrics.code_label(failure.code)).inc()
         if failure.code == ErrorCode.RATE_LIMITED and failure.retry_after_s:
             self.ctx.limiter.block_for(self.job.model, failure.retry_after_s)  # fleet-wide
-        spent = self.job.failures + self.job.losses + 1
-        if not failure.retryable or spent >= self.settings.max_attempts:
+        retry = self.ctx.retry_policy.after(
+            self.number,
+            retryable=failure.retryable,
+            spent=self.job.failures + self.job.losses + 1,
+            hint_s=failure.retry_after_s,
+        )
+        if retry is None:
             error = failure.as_error()
             if failure.retryable:
                 error["message"] = f"{failure.message} (gave up after {self.number} attempts)"
             self.fail(error)
             return
-        settings = self.settings
-        wait_s = compute_backoff_s(
-            self.number, base_s=settings.retry_base_s, cap_s=settings.retry_cap_s,
-            hint_s=failure.retry_after_s,
-        )  # fmt: skip
         status: dict[str, Any] = {
             "status": JobStatus.RETRYING,
             "attempt": self.number,
             "reason": failure.code,
             "message": failure.message,
-            "wait_s": round(wait_s, 3),
+            "wait_s": round(retry.wait_s, 3),
         }
-        if failure.retry_after_s is None:
-            status["backoff_max_s"] = backoff_ceiling_s(
-                self.number, base_s=settings.retry_base_s, cap_s=settings.retry_cap_s
-            )
-        self.retry_later(status, wait_s, counts=True)
+        if retry.ceiling_s is not None:
+            status["backoff_max_s"] = retry.ceiling_s
+        self.retry_later(status, retry.wait_s, counts=True)
         metrics.RETRIES.labels(self.job.kind, metrics.code_label(failure.code)).inc()
 
     def step_aside(self, reason: ErrorCode, message: str, wait_s: float) -> None:

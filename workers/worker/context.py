@@ -24,6 +24,7 @@ from aijobs.worker.heartbeat import Heartbeat
 from aijobs.worker.leases import LeaseKeeper
 from aijobs.worker.periodic import Periodic
 from aijobs.worker.reconciler import Reconciler
+from aijobs.worker.retry import RetryPolicy
 from aijobs.worker.watchdog import Watchdog
 
 
@@ -61,6 +62,7 @@ class WorkerContext:
     feeder: Feeder
     limiter: RateLimiter
     watchdog: Watchdog
+    retry_policy: RetryPolicy
     heartbeat: Heartbeat | None = None
     #: Set when the worker is shutting down and its grace period is over: running
     #: attempts stop between chunks and hand their job back to the queue.
@@ -140,6 +142,11 @@ class WorkerContext:
                 tenant_share=settings.tenant_budget_share,
             ),
             watchdog=Watchdog(),
+            retry_policy=RetryPolicy(
+                max_attempts=settings.max_attempts,
+                base_s=settings.retry_base_s,
+                cap_s=settings.retry_cap_s,
+            ),
         )
         if settings.worker_heartbeat_file:
             context.heartbeat = Heartbeat(settings.worker_heartbeat_file)
