@@ -13,7 +13,6 @@ import pytest
 import redis
 import uvicorn
 from celery import Celery
-from celery.contrib.testing.worker import start_worker
 from sqlalchemy import text
 
 from aijobs.api.main import create_app
@@ -141,19 +140,39 @@ def worker_app(settings: Settings) -> Celery:
     return create_celery_app(settings)
 
 
+# The in-process worker is pytest-celery's (celery.contrib.pytest) session worker,
+# configured by overriding its fixtures: our app, our threads pool and our queues. It
+# runs the real tasks through the real broker: no task_always_eager anywhere.
 @pytest.fixture(scope="session")
-def worker(worker_app: Celery) -> Iterator[Celery]:
+def celery_session_app(worker_app: Celery) -> Celery:
+    return worker_app
+
+
+@pytest.fixture(scope="session")
+def celery_includes() -> list[str]:
+    return ["aijobs.worker.tasks"]
+
+
+@pytest.fixture(scope="session")
+def celery_worker_pool() -> str:
+    return "threads"
+
+
+@pytest.fixture(scope="session")
+def celery_worker_parameters() -> dict[str, object]:
+    return {
+        "concurrency": 16,
+        "perform_ping_check": False,
+        "queues": list(QUEUES),
+        "loglevel": "WARNING",
+        "shutdown_timeout": 30,
+    }
+
+
+@pytest.fixture(scope="session")
+def worker(celery_session_worker: object, worker_app: Celery) -> Iterator[Celery]:
     """A real Celery worker (threads pool) consuming every queue, in this process."""
-    with start_worker(
-        worker_app,
-        pool="threads",
-        concurrency=16,
-        perform_ping_check=False,
-        queues=list(QUEUES),
-        loglevel="WARNING",
-        shutdown_timeout=30,
-    ):
-        yield worker_app
+    yield worker_app
     close_runtime(worker_app)
 
 

@@ -80,9 +80,11 @@ class WorkerContext:
         send: Send,
         concurrency: int | None = None,
         kinds: Sequence[str] | None = None,
+        provider: Provider | None = None,
     ) -> WorkerContext:
         """Build and start the runtime of a worker process with ``concurrency`` slots for
-        ``kinds`` (its queues). ``send(job_id, kind)`` hands a job to the broker."""
+        ``kinds`` (its queues). ``send(job_id, kind)`` hands a job to the broker;
+        ``provider`` replaces the configured one (tests)."""
         slots = concurrency or settings.worker_concurrency
         redis = sync_client(
             settings.redis_target(), max_connections=slots + 20, name="aijobs-worker"
@@ -132,7 +134,7 @@ class WorkerContext:
             queue=queue,
             writer=writer,
             leases=leases,
-            provider=build_provider(settings, max_connections=slots + 10),
+            provider=provider or build_provider(settings, max_connections=slots + 10),
             reconciler=reconciler,
             feeder=feeder,
             limiter=RateLimiter(

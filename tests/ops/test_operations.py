@@ -20,7 +20,7 @@ from aijobs.settings import Settings
 from tests.conftest import KEY_A, LIMITED_MODEL
 from tests.support import ApiProcess, clean_env, read_events, wait_for
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def samples(text: str) -> dict[str, float]:
