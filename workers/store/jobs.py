@@ -23,6 +23,7 @@ from sqlalchemy.orm import defer
 from aijobs.schemas import TERMINAL_STATUSES, JobStatus
 from aijobs.store.db import Database
 from aijobs.store.models import EmbeddingBatch, Job, utcnow
+from aijobs.webhooks.outbox import add_terminal as add_webhook_event
 
 _CLAIMABLE = [s.value for s in (JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.RUNNING)]
 #: Transitions go through the table, not the ORM: the hot path of every job pays for
@@ -118,6 +119,7 @@ class JobRepository:
         request_hash: str | None = None,
         priority: int = 5,
         run_at: datetime | None = None,
+        webhook_url: str | None = None,
     ) -> Job:
         """Insert a queued job: one statement.
 
@@ -142,6 +144,7 @@ class JobRepository:
             request_hash=request_hash,
             priority=priority,
             run_at=run_at,
+            webhook_url=webhook_url,
         )
         try:
             with self.db.session() as session:
@@ -393,7 +396,12 @@ class JobRepository:
             )
             .values(**values)
         )
-        return self._execute(stmt)
+        with self.db.engine.begin() as conn:
+            if conn.execute(stmt).rowcount != 1:
+                return False
+            if status in TERMINAL_STATUSES:  # webhooks: the event, in the same transaction
+                add_webhook_event(conn, job_id, status.value)
+        return True
 
     def defer_unclaimed(
         self, job_id: str, *, seen_attempts: int, run_at: datetime, events: int
@@ -455,6 +463,8 @@ class JobRepository:
         )
         with self.db.engine.begin() as conn:
             row = conn.execute(stmt).first()
+            if row is not None:  # webhooks: the event, in the same transaction
+                add_webhook_event(conn, job_id, JobStatus.FAILED.value)
         return None if row is None else int(row[0]) - events
 
     def request_cancel(self, job_id: str, *, tenant: str) -> tuple[Job | None, int | None]:
@@ -482,6 +492,8 @@ class JobRepository:
                 )
                 .returning(_jobs.c.last_event_id)
             ).first()
+            if row is not None:  # webhooks: the event, in the same transaction
+                add_webhook_event(conn, job_id, JobStatus.CANCELLED.value)
             if row is None:
                 conn.execute(
                     update(_jobs)
