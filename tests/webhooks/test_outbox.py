@@ -98,6 +98,15 @@ def test_no_event_without_a_url_without_an_end_or_for_a_transition_that_lost(
     assert [e.event for e in outbox.for_job(job.id)] == ["job.failed"]
 
 
+def test_retention_takes_the_url_and_the_delivery_log_with_the_rest(store: JobRepository) -> None:
+    outbox = Outbox(store.db)
+    job_id = ended_job(store)
+    store.scrub(job_id, error=None)
+    assert outbox.for_job(job_id) == []
+    job = store.get(job_id)
+    assert job is not None and job.webhook_url is None and outbox.views([job]) == {}
+
+
 def test_senders_in_two_processes_never_claim_the_same_event(store: JobRepository) -> None:
     ids = {ended_job(store) for _ in range(30)}
     # Two engines: two pools of connections, as two worker processes have.

@@ -24,6 +24,7 @@ from aijobs.schemas import TERMINAL_STATUSES, JobStatus
 from aijobs.store.db import Database
 from aijobs.store.models import EmbeddingBatch, Job, utcnow
 from aijobs.webhooks.outbox import add_terminal as add_webhook_event
+from aijobs.webhooks.outbox import forget as forget_webhook
 
 _CLAIMABLE = [s.value for s in (JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.RUNNING)]
 #: Transitions go through the table, not the ORM: the hot path of every job pays for
@@ -216,6 +217,7 @@ class JobRepository:
         with self.db.engine.begin() as conn:
             conn.execute(stmt)
             conn.execute(delete(EmbeddingBatch).where(EmbeddingBatch.job_id == job_id))
+            forget_webhook(conn, job_id)  # webhooks: its URL (maybe a token) and delivery log
 
     def list_unfinished(
         self, *, after_id: str = "", limit: int = 1000, older_than_s: float = 0.0

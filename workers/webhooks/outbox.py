@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, Connection, insert, literal, select, update
+from sqlalchemy import JSON, Connection, delete, insert, literal, select, update
 
 from aijobs.schemas import WebhookAttempt, WebhookView
 from aijobs.store.db import Database
@@ -50,6 +50,13 @@ def add_terminal(conn: Connection, job_id: str, status: str) -> None:
     columns = ["id", "job_id", "url", "event", "state", "attempts", "next_at", "history",
                "created_at"]  # fmt: skip
     conn.execute(insert(_events).from_select(columns, source))
+
+
+def forget(conn: Connection, job_id: str) -> None:
+    """Delete the job's webhook URL and events, in the caller's transaction (retention's
+    scrub: a URL may carry a token, and its log is the job's data too)."""
+    conn.execute(update(_jobs).where(_jobs.c.id == job_id).values(webhook_url=None))
+    conn.execute(delete(_events).where(_events.c.job_id == job_id))
 
 
 @dataclass(frozen=True, slots=True)
