@@ -253,10 +253,10 @@ class Settings(BaseSettings):
                     f"{name.upper()} still holds a placeholder ({PLACEHOLDER}…): fill it in "
                     "(python3 ops/make_secrets.py writes every secret file)"
                 )
-        self._check_webhooks()
         return self
 
-    def _check_webhooks(self) -> None:
+    @model_validator(mode="after")
+    def _webhooks_usable(self) -> Settings:
         # Refused at start, not at the first job's end: a secret that cannot sign, or a
         # tenant default that no job could be sent to.
         if self.webhook_secret is not None:
@@ -268,6 +268,7 @@ class Settings(BaseSettings):
                 check_url(url, self.webhook_allowed_hosts)
             except UrlRejected as exc:
                 raise ValueError(f"AIJOBS_WEBHOOK_TENANT_URLS[{tenant}]: {exc}") from None
+        return self
 
     def models_for(self, tenant: str) -> list[str]:
         """The models ``tenant`` may use (empty: any)."""

@@ -36,7 +36,8 @@ def test_a_name_that_resolves_to_a_private_address_is_never_connected_to(
     target = check_url(f"https://hooks.example.com:{receiver.port}/h", allowed_hosts=())
     answer = post(target, BODY, HEADERS, timeout_s=2, resolve=to_loopback(calls))
     assert answer.status is None
-    assert answer.error == "refused: hooks.example.com resolves to a loopback address (127.0.0.1)"
+    # The tenant learns the class of address, not the address (the log has it).
+    assert answer.error == "refused: hooks.example.com resolves to a loopback address"
     assert calls == ["hooks.example.com"]
     assert receiver.arrivals == []
 

@@ -17,6 +17,7 @@ nothing. The body of the answer is never read: only its status and headers.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
 import ssl
 import time
@@ -33,6 +34,7 @@ from aijobs.webhooks.urls import IPAddress, WebhookTarget, address_refusal
 Resolver = Callable[[str, int], list[str]]
 
 _USER_AGENT = "aijobs-webhooks"
+log = logging.getLogger(__name__)
 
 
 class AddressRefused(Exception):
@@ -147,7 +149,10 @@ class _CheckedBackend(httpcore.NetworkBackend):
                 if reason:
                     # One bad address refuses the name: a host that mixes public and
                     # private addresses is one whose next answer may be the private one.
-                    raise AddressRefused(f"{host} resolves to a {reason} address ({text})")
+                    # The address goes to the operator's log only: the job's record is the
+                    # tenant's, and must not map internal names to internal addresses.
+                    log.info("webhook host %s resolves to %s (%s): refused", host, text, reason)
+                    raise AddressRefused(f"{host} resolves to a {reason} address")
         error: Exception | None = None
         for text in addresses:
             try:
