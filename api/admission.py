@@ -18,6 +18,7 @@ from aijobs.jsonsize import deeper_than, json_bytes
 from aijobs.kinds.schema import MAX_JSON_DEPTH, SchemaRejected, prepare_schema
 from aijobs.schemas import EmbedInput, ExtractInput, GenerateInput
 from aijobs.settings import Settings
+from aijobs.webhooks.urls import UrlRejected, check_url
 
 if TYPE_CHECKING:
     from aijobs.api.state import ApiState
@@ -85,6 +86,21 @@ def check_input(body: JobBody, state: ApiState, tenant: str, *, body_bytes: int)
             raise _unprocessable(
                 f"input: at most {settings.embed_max_inputs} texts per job (got {len(body.input)})"
             )
+
+
+def check_webhook(body: JobBody, settings: Settings, tenant: str) -> str | None:
+    """Webhooks: the job's callback URL — its own, else its tenant's default — once it
+    passes the URL policy (422 naming ``webhook_url``); None when it has none."""
+    url = body.webhook_url or settings.webhook_tenant_urls.get(tenant)
+    if url is None:
+        return None
+    if settings.webhook_secret is None:
+        raise _unprocessable("webhook_url: webhooks are off here (AIJOBS_WEBHOOK_SECRET is unset)")
+    try:
+        check_url(url, settings.webhook_allowed_hosts)
+    except UrlRejected as exc:
+        raise _unprocessable(f"webhook_url: {exc}") from None
+    return url
 
 
 def _check_metadata(meta: dict[str, Any], settings: Settings) -> None:

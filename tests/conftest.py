@@ -62,6 +62,7 @@ def _reset_postgres(url: str) -> None:
         conn.execute(text("DROP TABLE IF EXISTS jobs CASCADE"))
         conn.execute(text("DROP TABLE IF EXISTS embedding_batches CASCADE"))
         conn.execute(text("DROP TABLE IF EXISTS api_keys CASCADE"))
+        conn.execute(text("DROP TABLE IF EXISTS webhook_events CASCADE"))
         conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
     engine.dispose()
 

@@ -45,6 +45,16 @@ class _Strict(BaseModel):
 Metadata = Annotated[dict[str, Any], Field(default_factory=dict, max_length=64)]
 Model = Annotated[str, Field(min_length=1, max_length=200)]
 Text = Annotated[str, Field(min_length=1, max_length=1_000_000)]
+#: Where the job's terminal state is POSTed (aijobs.webhooks); checked at submit.
+WebhookUrl = Annotated[
+    str | None,
+    Field(
+        default=None,
+        min_length=1,
+        max_length=2048,
+        description="https URL the finished job is POSTed to, signed per Standard Webhooks",
+    ),
+]
 
 
 class Message(_Strict):
@@ -63,6 +73,7 @@ class GenerateInput(_Strict):
     max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     metadata: Metadata
+    webhook_url: WebhookUrl
 
 
 class ExtractInput(_Strict):
@@ -74,6 +85,7 @@ class ExtractInput(_Strict):
     json_schema: dict[str, Any] = Field(alias="schema")
     instructions: str | None = Field(default=None, max_length=100_000)
     metadata: Metadata
+    webhook_url: WebhookUrl
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -88,6 +100,7 @@ class EmbedInput(_Strict):
     )
     dimensions: int | None = Field(default=None, ge=1, le=65_536)
     metadata: Metadata
+    webhook_url: WebhookUrl
 
 
 JobInput = Annotated[GenerateInput | ExtractInput | EmbedInput, Field(discriminator="kind")]
@@ -110,6 +123,26 @@ class Usage(BaseModel):
     total_tokens: int = 0
 
 
+class WebhookAttempt(BaseModel):
+    """One attempt to deliver a job's webhook."""
+
+    at: datetime
+    #: The receiver's HTTP status; None when there was no answer (see ``error``).
+    status: int | None
+    error: str | None = None
+
+
+class WebhookView(BaseModel):
+    """A job's webhook: where it goes and how its delivery went."""
+
+    url: str
+    #: ``waiting`` (the job has not ended), ``pending`` (due, or retrying after a failed
+    #: attempt), ``delivered`` (a 2xx), ``failed`` (given up after the last attempt).
+    state: Literal["waiting", "pending", "delivered", "failed"]
+    deliveries: list[WebhookAttempt] = Field(default_factory=list)
+    delivered_at: datetime | None = None
+
+
 class JobPublic(BaseModel):
     """A job as the API shows it."""
 
@@ -126,6 +159,9 @@ class JobPublic(BaseModel):
     usage: Usage | None
     metadata: dict[str, Any]
     purged: bool = Field(default=False, description="retention deleted its input and output")
+    webhook: WebhookView | None = Field(
+        default=None, description="the job's webhook and its delivery attempts, if it has one"
+    )
 
 
 class JobPage(BaseModel):

@@ -22,13 +22,15 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from aijobs.connections import RedisTarget, parse_redis_url
 from aijobs.errors import ConfigurationError
+from aijobs.webhooks.signing import parse_secrets
+from aijobs.webhooks.urls import UrlRejected, check_url
 
 DEFAULT_SQLITE_URL = "sqlite:///./aijobs.db"
 #: What the example secret files hold where a real secret must go.
 PLACEHOLDER = "CHANGE-ME"
 _SECRET_FIELDS = (
     "redis_url", "database_url", "openai_api_key", "api_keys", "token_secret",
-    "flower_basic_auth", "metrics_token",
+    "flower_basic_auth", "metrics_token", "webhook_secret",
 )  # fmt: skip
 
 
@@ -204,6 +206,27 @@ class Settings(BaseSettings):
     extract_repair_rounds: int = Field(default=2, ge=0, le=10)
     extract_validation_timeout_s: float = Field(default=10.0, gt=0.0)
 
+    # Webhooks (aijobs.webhooks): completion callbacks, signed per Standard Webhooks.
+    #: ``whsec_<base64>`` (several, space-separated, newest first, while rotating: each
+    #: signs every request). Unset: webhooks are off and ``webhook_url`` is refused.
+    webhook_secret: SecretStr | None = None
+    #: Hosts a webhook may use ``http://`` for and whose addresses are not checked (an
+    #: internal receiver of yours), comma-separated; every other URL must be ``https://``
+    #: and reach only public addresses.
+    webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: Per tenant: the webhook URL of its jobs that name none ({"acme": "https://…"}).
+    webhook_tenant_urls: dict[str, str] = Field(default_factory=dict)
+    #: One POST's total time (resolve, connect, TLS, send, the answer's head).
+    webhook_timeout_s: float = Field(default=10.0, gt=0.0, le=120.0)
+    #: Attempts per event before it is given up (recorded in the job's ``webhook``), and
+    #: the backoff between them: exponential from the base, up to the cap, jittered.
+    webhook_max_attempts: int = Field(default=12, ge=1, le=100)
+    webhook_retry_base_s: float = Field(default=10.0, gt=0.0)
+    webhook_retry_cap_s: float = Field(default=3_600.0, gt=0.0)
+    #: How often a worker process looks for due deliveries, and how many it sends at once.
+    webhook_poll_interval_s: float = Field(default=1.0, gt=0.0)
+    webhook_concurrency: int = Field(default=8, ge=1, le=256)
+
     # Operations.
     #: A worker serves Prometheus metrics on this port (unset: it does not).
     worker_metrics_port: int | None = None
@@ -213,7 +236,7 @@ class Settings(BaseSettings):
     log_json: bool = False
     log_level: str = "INFO"
 
-    @field_validator("cors_origins", "models", mode="before")
+    @field_validator("cors_origins", "models", "webhook_allowed_hosts", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -243,6 +266,21 @@ class Settings(BaseSettings):
                     f"{name.upper()} still holds a placeholder ({PLACEHOLDER}…): fill it in "
                     "(python3 ops/make_secrets.py writes every secret file)"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _webhooks_usable(self) -> Settings:
+        # Refused at start, not at the first job's end: a secret that cannot sign, or a
+        # tenant default that no job could be sent to.
+        if self.webhook_secret is not None:
+            parse_secrets(self.webhook_secret.get_secret_value())
+        elif self.webhook_tenant_urls:
+            raise ValueError("AIJOBS_WEBHOOK_TENANT_URLS needs AIJOBS_WEBHOOK_SECRET")
+        for tenant, url in self.webhook_tenant_urls.items():
+            try:
+                check_url(url, self.webhook_allowed_hosts)
+            except UrlRejected as exc:
+                raise ValueError(f"AIJOBS_WEBHOOK_TENANT_URLS[{tenant}]: {exc}") from None
         return self
 
     def models_for(self, tenant: str) -> list[str]:

@@ -18,6 +18,7 @@ from aijobs.api.admission import (
     check_input,
     check_shape,
     check_tenant_limits,
+    check_webhook,
     request_hash,
 )
 from aijobs.api.deps import StateDep, TenantDep
@@ -33,17 +34,19 @@ from aijobs.schemas import (
     JobPage,
     JobPublic,
     JobStatus,
+    WebhookView,
 )
 from aijobs.store.jobs import IdempotencyConflict
 from aijobs.store.models import Job
 from aijobs.vectors import json_vectors
+from aijobs.webhooks.outbox import Outbox
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 log = logging.getLogger(__name__)
 
 
-def to_public(job: Job) -> JobPublic:
-    """The API view of a job row."""
+def to_public(job: Job, webhook: WebhookView | None = None) -> JobPublic:
+    """The API view of a job row (with its webhook's deliveries, when given)."""
     return JobPublic(
         id=job.id,
         kind=JobKind(job.kind),
@@ -58,7 +61,18 @@ def to_public(job: Job) -> JobPublic:
         usage=job.usage,  # type: ignore[arg-type]
         metadata=job.meta or {},
         purged=job.purged_at is not None,
+        webhook=webhook,
     )
+
+
+def _webhooks(state: ApiState, jobs: list[Job]) -> dict[str, WebhookView]:
+    """Webhooks: the deliveries of those jobs that have a webhook (no query otherwise)."""
+    return Outbox(state.repo.db).views(jobs) if any(j.webhook_url for j in jobs) else {}
+
+
+def _public(state: ApiState, job: Job) -> JobPublic:
+    """``to_public`` with the job's webhook view."""
+    return to_public(job, _webhooks(state, [job]).get(job.id))
 
 
 @router.post(
@@ -89,7 +103,10 @@ def submit_job(
     """Accept a job and queue it; nothing is queued for a rejected request."""
     key = check_idempotency_key(idempotency_key)
     check_shape(body, state.settings)
-    payload = body.model_dump(mode="json", by_alias=True, exclude={"metadata"})
+    # An unset webhook_url stays out of the input (and its hash): a job without one hashes
+    # as it did before webhooks, so an Idempotency-Key retry across the upgrade replays.
+    unset = set() if body.webhook_url else {"webhook_url"}
+    payload = body.model_dump(mode="json", by_alias=True, exclude={"metadata", *unset})
     digest = request_hash(payload, body.metadata) if key else None
     if key:
         # A retry of a submit that went through costs nothing more: it gets its job.
@@ -102,6 +119,7 @@ def submit_job(
     # The tenant's rate is charged before anything costly (a schema check) runs.
     check_tenant_limits(state, tenant)
     check_input(body, state, tenant, body_bytes=body_size(request))
+    webhook_url = check_webhook(body, state.settings, tenant)
     try:
         job = state.repo.create(
             tenant=tenant,
@@ -111,6 +129,7 @@ def submit_job(
             meta=body.metadata,
             idempotency_key=key,
             request_hash=digest,
+            webhook_url=webhook_url,
         )
     except IdempotencyConflict as conflict:  # a concurrent request with the same key won
         return _replayed(state, conflict.job, digest, response)
@@ -124,7 +143,7 @@ def submit_job(
     fields = {"job_id": job.id, "kind": job.kind, "tenant": tenant, "status": "queued"}
     log.info("job %s queued", job.id, extra={"fields": fields})
     response.headers["Location"] = f"/v1/jobs/{job.id}"
-    return to_public(job)
+    return to_public(job, WebhookView(url=webhook_url, state="waiting") if webhook_url else None)
 
 
 def _around_vectors(public: JobPublic) -> tuple[str, str]:
@@ -163,7 +182,7 @@ def _replayed(state: ApiState, job: Job, digest: str | None, response: Response)
             pass  # the reconciler will
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     response.headers["Idempotent-Replayed"] = "true"
-    return to_public(job)
+    return _public(state, job)
 
 
 @router.get("", response_model=JobPage)
@@ -179,7 +198,8 @@ def list_jobs(
     rows, next_cursor = state.repo.list(
         tenant=tenant, status=status_, kind=kind, limit=limit, cursor=cursor
     )  # a cursor this API did not give out is a CursorError: 422
-    return JobPage(data=[to_public(r) for r in rows], next_cursor=next_cursor)
+    webhooks = _webhooks(state, rows)
+    return JobPage(data=[to_public(r, webhooks.get(r.id)) for r in rows], next_cursor=next_cursor)
 
 
 @router.get("/{job_id}", response_model=JobPublic)
@@ -202,7 +222,7 @@ def get_job(
     job = state.repo.get(job_id, tenant=tenant, without=("input",))
     if job is None:
         raise NotFound("job not found")
-    public = to_public(job)
+    public = _public(state, job)
     if not (vectors and job.kind == JobKind.EMBED and job.status == JobStatus.SUCCEEDED):
         return public
     # Streamed batch by batch from the store, each batch encoded in a worker thread: an
@@ -235,6 +255,7 @@ async def cancel_job(
     job, floor = await run_in_threadpool(state.repo.request_cancel, job_id, tenant=tenant)
     if job is None:
         raise NotFound("job not found")
+    public = await run_in_threadpool(_public, state, job) if job.webhook_url else to_public(job)
     settings = state.settings
     if floor is not None:
         closing = [(EventType.DONE, {"status": JobStatus.CANCELLED})]
@@ -246,13 +267,13 @@ async def cancel_job(
             last = 0  # the row has the outcome; readers are served it from there
         if last and last != floor + 1:
             await run_in_threadpool(state.repo.record_last_event, job.id, last)
-        return CancelAnswer(detail="cancelled before it ran", job=to_public(job))
+        return CancelAnswer(detail="cancelled before it ran", job=public)
     if job.status == JobStatus.RUNNING:
         await flag_cancel(state.redis, job.id, retention_s=settings.stream_retention_s)
         return CancelAnswer(
-            detail="cancel requested: the job stops at its next chunk", job=to_public(job)
+            detail="cancel requested: the job stops at its next chunk", job=public
         )
     response.status_code = status.HTTP_200_OK
     return CancelAnswer(
-        detail=f"the job already finished ({job.status}); left as it is", job=to_public(job)
+        detail=f"the job already finished ({job.status}); left as it is", job=public
     )

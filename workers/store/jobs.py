@@ -24,6 +24,8 @@ from aijobs.errors import InvalidInput
 from aijobs.schemas import TERMINAL_STATUSES, JobStatus
 from aijobs.store.db import Database
 from aijobs.store.models import EmbeddingBatch, Job, utcnow
+from aijobs.webhooks.outbox import add_terminal as add_webhook_event
+from aijobs.webhooks.outbox import forget as forget_webhook
 
 _CLAIMABLE = [s.value for s in (JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.RUNNING)]
 #: Transitions go through the table, not the ORM: the hot path of every job pays for
@@ -119,6 +121,7 @@ class JobRepository:
         request_hash: str | None = None,
         priority: int = 5,
         run_at: datetime | None = None,
+        webhook_url: str | None = None,
     ) -> Job:
         """Insert a queued job: one statement.
 
@@ -143,6 +146,7 @@ class JobRepository:
             request_hash=request_hash,
             priority=priority,
             run_at=run_at,
+            webhook_url=webhook_url,
         )
         try:
             with self.db.session() as session:
@@ -214,6 +218,7 @@ class JobRepository:
         with self.db.engine.begin() as conn:
             conn.execute(stmt)
             conn.execute(delete(EmbeddingBatch).where(EmbeddingBatch.job_id == job_id))
+            forget_webhook(conn, job_id)  # webhooks: its URL (maybe a token) and delivery log
 
     def list_unfinished(
         self, *, after_id: str = "", limit: int = 1000, older_than_s: float = 0.0
@@ -394,7 +399,12 @@ class JobRepository:
             )
             .values(**values)
         )
-        return self._execute(stmt)
+        with self.db.engine.begin() as conn:
+            if conn.execute(stmt).rowcount != 1:
+                return False
+            if status in TERMINAL_STATUSES:  # webhooks: the event, in the same transaction
+                add_webhook_event(conn, job_id, status.value)
+        return True
 
     def defer_unclaimed(
         self, job_id: str, *, seen_attempts: int, run_at: datetime, events: int
@@ -456,6 +466,8 @@ class JobRepository:
         )
         with self.db.engine.begin() as conn:
             row = conn.execute(stmt).first()
+            if row is not None:  # webhooks: the event, in the same transaction
+                add_webhook_event(conn, job_id, JobStatus.FAILED.value)
         return None if row is None else int(row[0]) - events
 
     def request_cancel(self, job_id: str, *, tenant: str) -> tuple[Job | None, int | None]:
@@ -483,6 +495,8 @@ class JobRepository:
                 )
                 .returning(_jobs.c.last_event_id)
             ).first()
+            if row is not None:  # webhooks: the event, in the same transaction
+                add_webhook_event(conn, job_id, JobStatus.CANCELLED.value)
             if row is None:
                 conn.execute(
                     update(_jobs)

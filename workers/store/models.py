@@ -90,6 +90,9 @@ class Job(Base):
     purged_at: Mapped[datetime | None] = mapped_column(default=None)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    #: Webhooks: where the job's terminal state is POSTed (its own URL or its tenant's
+    #: default, fixed at submit); the outbox row is written with the terminal transition.
+    webhook_url: Mapped[str | None] = mapped_column(String(2048), default=None)
 
 
 class EmbeddingBatch(Base):

@@ -19,6 +19,7 @@ from aijobs.schemas import JobKind
 from aijobs.settings import Settings
 from aijobs.store import Database, JobRepository
 from aijobs.store.migrate import require_current
+from aijobs.webhooks.sender import WebhookSender
 from aijobs.worker.feeder import Feeder, Send
 from aijobs.worker.heartbeat import Heartbeat
 from aijobs.worker.leases import LeaseKeeper
@@ -64,6 +65,8 @@ class WorkerContext:
     watchdog: Watchdog
     retry_policy: RetryPolicy
     heartbeat: Heartbeat | None = None
+    #: Webhooks: delivers due completion callbacks from the outbox (None: no secret).
+    webhooks: WebhookSender | None = None
     #: Set when the worker is shutting down and its grace period is over: running
     #: attempts stop between chunks and hand their job back to the queue.
     handing_off: threading.Event = field(default_factory=threading.Event)
@@ -163,6 +166,9 @@ class WorkerContext:
         feeder.start()
         for loop in context._loops:
             loop.start()
+        context.webhooks = WebhookSender.from_settings(settings, repo)  # webhooks
+        if context.webhooks is not None:
+            context.webhooks.start()
         return context
 
     def _poll_cancels(self) -> None:
@@ -182,6 +188,8 @@ class WorkerContext:
             self.heartbeat.stop()
         for loop in self._loops:
             loop.stop()
+        if self.webhooks is not None:  # webhooks: let the attempts in flight end
+            self.webhooks.stop()
         self.feeder.stop()
         self.reconciler.stop()
         self.watchdog.stop()
