@@ -5,13 +5,17 @@ place (``aijobs.api.errors``)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
+import time
 from collections import Counter
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
+from starlette.concurrency import run_in_threadpool
 
 from aijobs.errors import InvalidInput, LimitReached, TooLarge
 from aijobs.jsonsize import deeper_than, json_bytes
@@ -113,13 +117,18 @@ def _check_metadata(meta: dict[str, Any], settings: Settings) -> None:
         )
 
 
-def check_tenant_limits(state: ApiState, tenant: str) -> None:
-    """Per-tenant submission rate and unfinished jobs (429 with Retry-After)."""
+async def check_tenant_limits(state: ApiState, tenant: str, jobs: int = 1) -> None:
+    """Per-tenant submission rate and unfinished jobs (429 with Retry-After), for ``jobs``
+    new jobs: one Redis round trip, and SQL at most once a second per tenant."""
     settings = state.settings
     if settings.tenant_submits_per_s:
         try:
-            wait_s = state.submit_limiter.acquire(tenant, 0)
-        except RedisError as exc:
+            wait_s = 0.0
+            for _ in range(jobs):  # a batch is charged as its jobs one by one would be
+                wait_s = await state.submit_limiter.acquire_async(tenant, 0)
+                if wait_s > 0:
+                    break
+        except (RedisError, OSError) as exc:
             # Without Redis the rate cannot be checked; the job is still recorded and
             # will be queued later, so let it in rather than refuse a durable write.
             log.warning("submission rate not checked (Redis unavailable: %s)", exc)
@@ -130,13 +139,70 @@ def check_tenant_limits(state: ApiState, tenant: str) -> None:
                 retry_after_s=wait_s,
             )
     if settings.tenant_max_active_jobs:
-        active = state.repo.count_active(tenant)
-        if active >= settings.tenant_max_active_jobs:
+        cap = settings.tenant_max_active_jobs
+        active = await state.active.current(tenant, limit=cap - jobs + 1)
+        if active + jobs > cap:
             raise LimitReached(
-                f"too many unfinished jobs: {active} (the limit is "
-                f"{settings.tenant_max_active_jobs}); wait for some to finish",
+                f"too many unfinished jobs: {active} (the limit is {cap}); wait for some to finish",
                 retry_after_s=5,
             )
+
+
+class ActiveCounts:
+    """Each tenant's unfinished jobs: counted in SQL at most once per ``ttl_s``, plus the
+    jobs this process admitted since.
+
+    A count per submit would cost a query that grows with the tenant's backlog, on the
+    hottest path there is. The cap is admission control, not an invariant: a refusal is
+    on a fresh count, and between counts each other API process can overshoot the cap by
+    what it admits in ``ttl_s`` (the submission rate bounds that).
+    """
+
+    def __init__(self, count: Callable[[str], int], *, ttl_s: float = 1.0) -> None:
+        self._count = count
+        self._ttl_s = ttl_s
+        #: tenant -> [counted, when (monotonic), admitted since]
+        self._seen: dict[str, list[float]] = {}
+        self._counting: dict[str, asyncio.Future[int]] = {}
+
+    async def current(self, tenant: str, *, limit: int | None = None) -> int:
+        """The tenant's unfinished jobs as best known now; counted afresh if the known
+        figure reaches ``limit`` (a refusal is always on a fresh count: jobs that
+        finished a moment ago must not keep a tenant out)."""
+        seen = self._seen.get(tenant)
+        stale = seen is None or time.monotonic() - seen[1] > self._ttl_s
+        if stale or (limit is not None and seen is not None and seen[0] + seen[2] >= limit):
+            await self._recount(tenant)
+            seen = self._seen[tenant]
+        assert seen is not None
+        return int(seen[0] + seen[2])
+
+    def admitted(self, tenant: str, jobs: int = 1) -> None:
+        """``jobs`` new unfinished jobs of ``tenant`` (until the next count sees them)."""
+        seen = self._seen.get(tenant)
+        if seen is not None:
+            seen[2] += jobs
+
+    async def _recount(self, tenant: str) -> None:
+        # Requests of one tenant arriving together share one count.
+        running = self._counting.get(tenant)
+        if running is not None:
+            await asyncio.shield(running)
+            return
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._counting[tenant] = future
+        try:
+            counted = await run_in_threadpool(self._count, tenant)
+            if len(self._seen) > 10_000:  # tenants come from keys; bound it all the same
+                self._seen.clear()
+            self._seen[tenant] = [counted, time.monotonic(), 0]
+            future.set_result(counted)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: a waiter may not exist
+            raise
+        finally:
+            del self._counting[tenant]
 
 
 def request_hash(payload: dict[str, Any], meta: dict[str, Any]) -> str:

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
-from aijobs.api.admission import ReaderSlots
+from aijobs.api.admission import ActiveCounts, ReaderSlots
 from aijobs.api.auth import Authenticator
+from aijobs.api.intake import Intake
 from aijobs.api.tokens import TokenSigner
 from aijobs.connections import async_client, sync_client
 from aijobs.events.live import LiveHub
@@ -39,6 +40,8 @@ class ApiState:
     readers: ReaderSlots
     tokens: TokenSigner
     auth: Authenticator
+    intake: Intake
+    active: ActiveCounts
 
     @classmethod
     async def open(cls, settings: Settings) -> ApiState:
@@ -54,24 +57,29 @@ class ApiState:
         per_second = RateLimit(requests=settings.tenant_submits_per_s, window_s=1.0)
         secret = settings.token_secret.get_secret_value() if settings.token_secret else None
         keys = KeyRepository(db, cache_ttl_s=settings.key_cache_ttl_s)
+        repo = JobRepository(db)
         return cls(
             settings=settings,
-            repo=JobRepository(db),
+            repo=repo,
             keys=keys,
             redis=redis,
             hub=hub,
             sync_redis=blocking,
             queue=queue,
             submit_limiter=RateLimiter(
-                blocking, {"*": per_second}, provider="tenant-submits", safety_ms=0
+                blocking, {"*": per_second}, provider="tenant-submits", safety_ms=0,
+                async_redis=redis,
             ),
             readers=ReaderSlots(settings.tenant_max_readers),
             tokens=TokenSigner(secret),
             auth=Authenticator(settings, keys),
+            intake=Intake(db, queue, idempotency_ttl_s=settings.idempotency_ttl_s),
+            active=ActiveCounts(repo.count_active),
         )
 
     async def close(self) -> None:
-        """Disconnect everything."""
+        """Disconnect everything (submits being written are written first)."""
+        self.intake.close()
         await self.hub.close()
         await self.redis.aclose()
         self.sync_redis.close()

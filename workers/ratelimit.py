@@ -19,8 +19,10 @@ It answers "go" or "wait this long"; the caller decides whether to sleep or re-q
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
 
 from aijobs import redis_keys as keys
 from aijobs.settings import RateLimit
@@ -103,6 +105,7 @@ class RateLimiter:
         provider: str,
         safety_ms: int = 250,
         tenant_share: float = 1.0,
+        async_redis: AsyncRedis | None = None,
     ) -> None:
         self._redis = redis
         self._limits = limits
@@ -112,6 +115,8 @@ class RateLimiter:
         self._acquire = redis.register_script(_ACQUIRE)
         self._adjust = redis.register_script(_ADJUST)
         self._block = redis.register_script(_BLOCK)
+        # For callers on an event loop (the API's submit limit): the same script.
+        self._acquire_async = async_redis.register_script(_ACQUIRE) if async_redis else None
 
     def limit_for(self, model: str) -> RateLimit | None:
         """The configured budget of ``model`` (or the ``*`` default)."""
@@ -123,27 +128,29 @@ class RateLimiter:
 
         Always consults "blocked until", even for models without a budget.
         """
+        keys_, args = self._acquire_call(model, tokens, tenant)
+        return int(self._acquire(keys=keys_, args=args)) / 1000.0
+
+    async def acquire_async(self, model: str, tokens: int, *, tenant: str | None = None) -> float:
+        """``acquire`` on the asyncio client given at construction."""
+        if self._acquire_async is None:
+            raise RuntimeError("RateLimiter built without async_redis")
+        keys_, args = self._acquire_call(model, tokens, tenant)
+        return int(await self._acquire_async(keys=keys_, args=args)) / 1000.0
+
+    def _acquire_call(
+        self, model: str, tokens: int, tenant: str | None
+    ) -> tuple[list[str], list[Any]]:
         limit = self.limit_for(model) or RateLimit()
         # A little slack on the window: the provider's clock starts when our request
         # arrives, a moment after we admitted it.
         window_ms = int(limit.window_s * 1000) + self._safety_ms
         share = self._share(limit, tenant)
-        wait_ms = self._acquire(
-            keys=[*self._keys(model), self._tenant_key(model, tenant)],
-            args=[
-                window_ms,
-                limit.requests,
-                limit.tokens,
-                max(0, tokens),
-                secrets.token_hex(8),
-                share,
-            ],
-        )
-        return int(wait_ms) / 1000.0
+        args = [window_ms, limit.requests, limit.tokens, max(0, tokens), secrets.token_hex(8),
+                share]  # fmt: skip
+        return [*self._keys(model), self._tenant_key(model, tenant)], args
 
-    def settle(
-        self, model: str, estimated: int, actual: int, *, tenant: str | None = None
-    ) -> None:
+    def settle(self, model: str, estimated: int, actual: int, *, tenant: str | None = None) -> None:
         """Correct the token buckets once the real usage is known (a refund when the call
         billed less than was charged, nothing billed included)."""
         limit = self.limit_for(model)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from functools import partial
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response, status
@@ -23,7 +24,7 @@ from aijobs.api.admission import (
 )
 from aijobs.api.deps import StateDep, TenantDep
 from aijobs.api.state import ApiState
-from aijobs.errors import Conflict, NotFound
+from aijobs.errors import Conflict, LimitReached, NotFound
 from aijobs.events.control import append_once_async, flag_cancel
 from aijobs.events.protocol import EventType
 from aijobs.fairqueue import QueuedJob
@@ -36,8 +37,9 @@ from aijobs.schemas import (
     JobStatus,
     WebhookView,
 )
-from aijobs.store.jobs import IdempotencyConflict
+from aijobs.store.jobs import new_job_id
 from aijobs.store.models import Job
+from aijobs.store.submits import NewJob
 from aijobs.vectors import json_vectors
 from aijobs.webhooks.outbox import Outbox
 
@@ -86,7 +88,7 @@ def _public(state: ApiState, job: Job) -> JobPublic:
         429: {"description": "a tenant limit; Retry-After says when to try again"},
     },
 )
-def submit_job(
+async def submit_job(
     body: Annotated[JobInput, Body()],
     request: Request,
     state: StateDep,
@@ -102,48 +104,60 @@ def submit_job(
 ) -> JobPublic:
     """Accept a job and queue it; nothing is queued for a rejected request."""
     key = check_idempotency_key(idempotency_key)
+    size = body_size(request)
+    # The tenant's rate is charged before anything costly (a schema check) runs.
+    try:
+        await check_tenant_limits(state, tenant)
+    except LimitReached:
+        # A retry of a submit that went through costs nothing more: it gets its job,
+        # even at the tenant's limits (looked up only here, off the common path).
+        if key is None or (held := await run_in_threadpool(_held, state, tenant, key)) is None:
+            raise
+        digest = _prepare(body, state, tenant, size, key)[0].request_hash
+        return await _replayed(state, held, digest, response)
+    if size > OFF_LOOP_BYTES:  # a big body's dump and hash would stall every other request
+        new = await run_in_threadpool(_prepare, body, state, tenant, size, key)
+    else:
+        new = _prepare(body, state, tenant, size, key)
+    (outcome,) = await state.intake.submit([new])
+    if not outcome.created:
+        return await _replayed(state, outcome.job, new.request_hash, response)
+    job = outcome.job
+    state.active.admitted(tenant)
+    metrics.JOBS_SUBMITTED.labels(body.kind).inc()
+    if log.isEnabledFor(logging.INFO):
+        fields = {"job_id": job.id, "kind": job.kind, "tenant": tenant, "status": "queued"}
+        log.info("job %s queued", job.id, extra={"fields": fields})
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    webhook = WebhookView(url=job.webhook_url, state="waiting") if job.webhook_url else None
+    return to_public(job, webhook)
+
+
+#: Bodies above this are prepared (validated, serialised, hashed) in a worker thread.
+OFF_LOOP_BYTES = 64 * 1024
+
+
+def _prepare(body: JobInput, state: ApiState, tenant: str, size: int, key: str | None) -> NewJob:
+    """The checks the model cannot make alone, then the row to insert (with the request's
+    hash when it has an Idempotency-Key)."""
     check_shape(body, state.settings)
+    check_input(body, state, tenant, body_bytes=size)
+    webhook_url = check_webhook(body, state.settings, tenant)
     # An unset webhook_url stays out of the input (and its hash): a job without one hashes
     # as it did before webhooks, so an Idempotency-Key retry across the upgrade replays.
     unset = set() if body.webhook_url else {"webhook_url"}
     payload = body.model_dump(mode="json", by_alias=True, exclude={"metadata", *unset})
-    digest = request_hash(payload, body.metadata) if key else None
-    if key:
-        # A retry of a submit that went through costs nothing more: it gets its job.
-        state.repo.expire_idempotency_key(
-            tenant, key, older_than_s=state.settings.idempotency_ttl_s
-        )
-        existing = state.repo.by_idempotency_key(tenant, key)
-        if existing is not None:
-            return _replayed(state, existing, digest, response)
-    # The tenant's rate is charged before anything costly (a schema check) runs.
-    check_tenant_limits(state, tenant)
-    check_input(body, state, tenant, body_bytes=body_size(request))
-    webhook_url = check_webhook(body, state.settings, tenant)
-    try:
-        job = state.repo.create(
-            tenant=tenant,
-            kind=body.kind,
-            model=body.model,
-            payload=payload,
-            meta=body.metadata,
-            idempotency_key=key,
-            request_hash=digest,
-            webhook_url=webhook_url,
-        )
-    except IdempotencyConflict as conflict:  # a concurrent request with the same key won
-        return _replayed(state, conflict.job, digest, response)
-    try:
-        state.queue.push(QueuedJob(job.id, job.kind, tenant, job.priority))
-    except (RedisError, OSError) as exc:
-        # The row is the record: the job is queued in SQL and the workers' reconciler
-        # finds it missing from Redis and queues it there once Redis answers again.
-        log.warning("Redis unavailable; job %s will be queued later (%s)", job.id, exc)
-    metrics.JOBS_SUBMITTED.labels(body.kind).inc()
-    fields = {"job_id": job.id, "kind": job.kind, "tenant": tenant, "status": "queued"}
-    log.info("job %s queued", job.id, extra={"fields": fields})
-    response.headers["Location"] = f"/v1/jobs/{job.id}"
-    return to_public(job, WebhookView(url=webhook_url, state="waiting") if webhook_url else None)
+    return NewJob(
+        id=new_job_id(), tenant=tenant, kind=body.kind, model=body.model, payload=payload,
+        meta=body.metadata, idempotency_key=key,
+        request_hash=request_hash(payload, body.metadata) if key else None,
+        webhook_url=webhook_url,
+    )  # fmt: skip
+
+
+def _held(state: ApiState, tenant: str, key: str) -> Job | None:
+    state.repo.expire_idempotency_key(tenant, key, older_than_s=state.settings.idempotency_ttl_s)
+    return state.repo.by_idempotency_key(tenant, key)
 
 
 def _around_vectors(public: JobPublic) -> tuple[str, str]:
@@ -169,24 +183,28 @@ def body_size(request: Request) -> int:
     return int(declared) if declared.isdigit() else 0
 
 
-def _replayed(state: ApiState, job: Job, digest: str | None, response: Response) -> JobPublic:
+async def _replayed(state: ApiState, job: Job, digest: str | None, response: Response) -> JobPublic:
     if job.request_hash != digest:
         raise Conflict("Idempotency-Key: already used with a different request")
     if job.status == JobStatus.QUEUED:
         # A retry of a submit whose first try may never have reached Redis: make sure.
-        queued = QueuedJob(job.id, job.kind, job.tenant, job.priority)
-        try:
-            if not state.queue.where([queued])[0]:
-                state.queue.push(queued)
-        except (RedisError, OSError):
-            pass  # the reconciler will
+        await run_in_threadpool(_requeue_if_missing, state, job)
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     response.headers["Idempotent-Replayed"] = "true"
-    return _public(state, job)
+    return await run_in_threadpool(_public, state, job) if job.webhook_url else to_public(job)
+
+
+def _requeue_if_missing(state: ApiState, job: Job) -> None:
+    queued = QueuedJob(job.id, job.kind, job.tenant, job.priority)
+    try:
+        if not state.queue.where([queued])[0]:
+            state.queue.push(queued, run_at_epoch_s=job.run_at.timestamp() if job.run_at else None)
+    except (RedisError, OSError):
+        pass  # the reconciler will
 
 
 @router.get("", response_model=JobPage)
-def list_jobs(
+async def list_jobs(
     state: StateDep,
     tenant: TenantDep,
     status_: Annotated[JobStatus | None, Query(alias="status")] = None,
@@ -195,15 +213,16 @@ def list_jobs(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> JobPage:
     """The caller's jobs, newest first."""
-    rows, next_cursor = state.repo.list(
-        tenant=tenant, status=status_, kind=kind, limit=limit, cursor=cursor
-    )  # a cursor this API did not give out is a CursorError: 422
-    webhooks = _webhooks(state, rows)
+    rows, next_cursor = await run_in_threadpool(
+        partial(state.repo.list, tenant=tenant, status=status_, kind=kind, limit=limit,
+                cursor=cursor)
+    )  # a cursor this API did not give out is a CursorError: 422  # fmt: skip
+    webhooks = await run_in_threadpool(_webhooks, state, rows) if rows else {}
     return JobPage(data=[to_public(r, webhooks.get(r.id)) for r in rows], next_cursor=next_cursor)
 
 
 @router.get("/{job_id}", response_model=JobPublic)
-def get_job(
+async def get_job(
     job_id: str,
     state: StateDep,
     tenant: TenantDep,
@@ -219,10 +238,12 @@ def get_job(
     ] = True,
 ) -> JobPublic | Response:
     """One job: status, result or error (an embedding job's result has its vectors)."""
-    job = state.repo.get(job_id, tenant=tenant, without=("input",))
+    job = await run_in_threadpool(
+        partial(state.repo.get, job_id, tenant=tenant, without=("input",))
+    )
     if job is None:
         raise NotFound("job not found")
-    public = _public(state, job)
+    public = await run_in_threadpool(_public, state, job) if job.webhook_url else to_public(job)
     if not (vectors and job.kind == JobKind.EMBED and job.status == JobStatus.SUCCEEDED):
         return public
     # Streamed batch by batch from the store, each batch encoded in a worker thread: an
@@ -270,9 +291,7 @@ async def cancel_job(
         return CancelAnswer(detail="cancelled before it ran", job=public)
     if job.status == JobStatus.RUNNING:
         await flag_cancel(state.redis, job.id, retention_s=settings.stream_retention_s)
-        return CancelAnswer(
-            detail="cancel requested: the job stops at its next chunk", job=public
-        )
+        return CancelAnswer(detail="cancel requested: the job stops at its next chunk", job=public)
     response.status_code = status.HTTP_200_OK
     return CancelAnswer(
         detail=f"the job already finished ({job.status}); left as it is", job=public

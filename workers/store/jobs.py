@@ -24,6 +24,7 @@ from aijobs.errors import InvalidInput
 from aijobs.schemas import TERMINAL_STATUSES, JobStatus
 from aijobs.store.db import Database
 from aijobs.store.models import EmbeddingBatch, Job, utcnow
+from aijobs.store.submits import NewJob, insert_jobs
 from aijobs.webhooks.outbox import add_terminal as add_webhook_event
 from aijobs.webhooks.outbox import forget as forget_webhook
 
@@ -122,43 +123,22 @@ class JobRepository:
         priority: int = 5,
         run_at: datetime | None = None,
         webhook_url: str | None = None,
+        idempotency_ttl_s: float = 86_400,
     ) -> Job:
         """Insert a queued job: one statement.
 
         Raises ``IdempotencyConflict`` if the tenant already has a job under
         ``idempotency_key`` (concurrent requests included: a unique index decides).
         """
-        now = utcnow()
-        job = Job(
-            id=new_job_id(),
-            tenant=tenant,
-            kind=kind,
-            model=model,
-            status=JobStatus.QUEUED,
-            attempts=0,
-            failures=0,
-            losses=0,
-            input=payload,
-            meta=meta,
-            created_at=now,
-            updated_at=now,
-            idempotency_key=idempotency_key,
-            request_hash=request_hash,
-            priority=priority,
-            run_at=run_at,
-            webhook_url=webhook_url,
-        )
-        try:
-            with self.db.session() as session:
-                session.add(job)
-        except IntegrityError:
-            if idempotency_key is None:
-                raise
-            existing = self.by_idempotency_key(tenant, idempotency_key)
-            if existing is None:  # pragma: no cover - the winner rolled back
-                raise
-            raise IdempotencyConflict(existing) from None
-        return job
+        new = NewJob(
+            id=new_job_id(), tenant=tenant, kind=kind, model=model, payload=payload,
+            meta=meta, idempotency_key=idempotency_key, request_hash=request_hash,
+            priority=priority, run_at=run_at, webhook_url=webhook_url,
+        )  # fmt: skip
+        (outcome,) = insert_jobs(self.db, [new], idempotency_ttl_s=idempotency_ttl_s)
+        if not outcome.created:
+            raise IdempotencyConflict(outcome.job)
+        return outcome.job
 
     def by_idempotency_key(self, tenant: str, key: str) -> Job | None:
         """The tenant's job under an Idempotency-Key, if any."""
