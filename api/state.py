@@ -67,7 +67,10 @@ class ApiState:
             sync_redis=blocking,
             queue=queue,
             submit_limiter=RateLimiter(
-                blocking, {"*": per_second}, provider="tenant-submits", safety_ms=0,
+                blocking,
+                {"*": per_second},
+                provider="tenant-submits",
+                safety_ms=0,
                 async_redis=redis,
             ),
             readers=ReaderSlots(settings.tenant_max_readers),

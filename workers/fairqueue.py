@@ -25,6 +25,7 @@ from typing import Any
 
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
+from redis.exceptions import NoScriptError
 
 from aijobs import redis_keys as keys
 
@@ -202,11 +203,26 @@ class FairQueue:
         self._push(args=push_args(job, run_at_epoch_s))
 
     def push_many(self, jobs: Iterable[tuple[QueuedJob, float | None]]) -> None:
-        """Queue many jobs in one pipeline."""
-        pipe = self._redis.pipeline(transaction=False)
-        for job, run_at in jobs:
-            self._push(args=push_args(job, run_at), client=pipe)
-        pipe.execute()
+        """Queue many jobs in one round trip."""
+        items = list(jobs)
+        if len(items) <= 1:
+            for job, run_at in items:
+                self.push(job, run_at_epoch_s=run_at)
+            return
+        # EVALSHA by hand: a pipeline of Script calls first asks SCRIPT EXISTS, a second
+        # round trip on every push. A Redis that lost its scripts answers NOSCRIPT: load
+        # and push again (a push of a job already waiting changes nothing).
+        for attempt in (1, 2):
+            pipe = self._redis.pipeline(transaction=False)
+            for job, run_at in items:
+                pipe.evalsha(self._push.sha, 0, *push_args(job, run_at))
+            try:
+                pipe.execute()
+                return
+            except NoScriptError:
+                if attempt == 2:
+                    raise
+                self._redis.script_load(_PUSH)
 
     def take(
         self, kind: str, max_jobs: int, *, tenant_cap: int, dispatch_ttl_s: float

@@ -113,7 +113,7 @@ async def submit_job(
         # even at the tenant's limits (looked up only here, off the common path).
         if key is None or (held := await run_in_threadpool(_held, state, tenant, key)) is None:
             raise
-        digest = _prepare(body, state, tenant, size, key)[0].request_hash
+        digest = _prepare(body, state, tenant, size, key).request_hash
         return await _replayed(state, held, digest, response)
     if size > OFF_LOOP_BYTES:  # a big body's dump and hash would stall every other request
         new = await run_in_threadpool(_prepare, body, state, tenant, size, key)
@@ -217,7 +217,9 @@ async def list_jobs(
         partial(state.repo.list, tenant=tenant, status=status_, kind=kind, limit=limit,
                 cursor=cursor)
     )  # a cursor this API did not give out is a CursorError: 422  # fmt: skip
-    webhooks = await run_in_threadpool(_webhooks, state, rows) if rows else {}
+    webhooks = (
+        await run_in_threadpool(_webhooks, state, rows) if any(r.webhook_url for r in rows) else {}
+    )
     return JobPage(data=[to_public(r, webhooks.get(r.id)) for r in rows], next_cursor=next_cursor)
 
 

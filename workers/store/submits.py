@@ -86,11 +86,19 @@ class Inserted:
     created: bool
 
 
-def _insert_ignoring_conflicts(db: Database) -> Insert:
+def _build_insert(dialect_name: str) -> Insert:
     # Both dialects spell it the same; SQLAlchemy's generic insert() has no ON CONFLICT.
-    dialect = postgresql if db.engine.dialect.name == "postgresql" else sqlite
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
     stmt: Insert = dialect.insert(_jobs).on_conflict_do_nothing()
     return stmt.returning(_jobs.c.id)
+
+
+#: Built once per dialect: building the statement cost more than running it.
+_INSERTS = {name: _build_insert(name) for name in ("postgresql", "sqlite")}
+
+
+def _insert_ignoring_conflicts(db: Database) -> Insert:
+    return _INSERTS[db.engine.dialect.name]
 
 
 def insert_jobs(
