@@ -94,12 +94,24 @@ def cmd_flower(args: argparse.Namespace) -> int:
     if settings.flower_basic_auth is not None:
         # Through the environment, so the password is not on the command line.
         os.environ["FLOWER_BASIC_AUTH"] = settings.flower_basic_auth.get_secret_value()
-    # Show what identifies a job (its id and kind: all a task carries) on the Tasks page.
+    # Show what identifies a job (its id and kind: all a task carries) and, for a failed
+    # one, its error code (the exception's message) on the Tasks page.
     os.environ.setdefault(
-        "FLOWER_TASKS_COLUMNS", "name,uuid,state,args,kwargs,received,started,runtime,worker"
+        "FLOWER_TASKS_COLUMNS",
+        "name,uuid,state,exception,args,received,runtime,worker",
     )
     address = "127.0.0.1" if args.local_only else args.address
-    argv = ["-A", "aijobs.worker", "flower", f"--port={args.port}", f"--address={address}"]
+    # tornado's --logging=none: Flower logs through our handler, in our format.
+    argv = ["-A", "aijobs.worker", "flower", f"--port={args.port}", f"--address={address}",
+            "--logging=none"]  # fmt: skip
+    if args.db:
+        db = os.path.abspath(args.db)
+        os.makedirs(os.path.dirname(db), exist_ok=True)
+        argv += ["--persistent=True", f"--db={db}"]
+    if args.db or os.environ.get("FLOWER_PERSISTENT", "").lower() in ("1", "true", "yes", "on"):
+        # Flower saves its task history on a clean stop, and (with this) every minute, so a
+        # crash loses at most a minute of it.
+        os.environ.setdefault("FLOWER_STATE_SAVE_INTERVAL", "60000")
     celery_cli.main(args=argv, prog_name="aijobs flower", standalone_mode=True)
     return 0
 
@@ -248,6 +260,13 @@ def build_parser() -> argparse.ArgumentParser:
     flower.add_argument("--port", type=int, default=5555)
     flower.add_argument("--address", default="0.0.0.0")
     flower.add_argument("--local-only", action="store_true")
+    flower.add_argument(
+        "--db",
+        default=None,
+        metavar="PATH",
+        help="keep Flower's task history in this file across restarts (Flower's own "
+        "FLOWER_PERSISTENT=True and FLOWER_DB=PATH do the same)",
+    )
     flower.set_defaults(func=cmd_flower)
 
     sim = sub.add_parser("simulator", help="run the OpenAI-compatible simulator")
