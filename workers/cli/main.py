@@ -8,6 +8,7 @@ but the standard library.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -50,6 +51,7 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """Run a Celery worker."""
+    from aijobs.logs import take_over_celery_logging
     from aijobs.schemas import JobKind
     from aijobs.worker.celery_app import create_celery_app
 
@@ -64,9 +66,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
     # flags alone would not reach it.
     app.conf.worker_concurrency = concurrency
     app.aijobs_queues = queues  # type: ignore[attr-defined]
+    take_over_celery_logging(level=settings.log_level, json_lines=settings.log_json)
+    pool = args.pool or settings.worker_pool
+    # Celery prints its banner straight to stdout: with JSON lines, one record says it.
+    quiet = ["--quiet"] if settings.log_json else []
     argv = [
+        *quiet,
         "worker",
-        f"--pool={args.pool or settings.worker_pool}",
+        f"--pool={pool}",
         f"--concurrency={concurrency}",
         f"--queues={','.join(queues)}",
         f"--loglevel={settings.log_level}",
@@ -77,6 +84,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
         argv.append(f"--hostname={args.hostname}")
     if args.metrics_port:
         app.aijobs_settings = settings.model_copy(update={"worker_metrics_port": args.metrics_port})
+    if settings.log_json:
+        fields = {"pool": pool, "concurrency": concurrency, "queues": queues,
+                  "hostname": args.hostname}  # fmt: skip
+        logging.getLogger("aijobs.worker").info("worker starting", extra={"fields": fields})
     app.worker_main(argv)
     return 0
 
@@ -119,9 +130,9 @@ def cmd_flower(args: argparse.Namespace) -> int:
 def cmd_simulator(args: argparse.Namespace) -> int:
     """Run the OpenAI-compatible simulator."""
     from aijobs.devtools.simulator import SimulatorConfig, serve
-    from aijobs.logs import configure_logging
+    from aijobs.logs import configure_logging_from_env
 
-    configure_logging()
+    configure_logging_from_env()
     serve(args.host, args.port, SimulatorConfig.from_env())
     return 0
 
