@@ -98,6 +98,11 @@ def configure_logging(*, level: str = "INFO", json_lines: bool = False) -> None:
         threading.excepthook = _log_uncaught_in_thread
 
 
+def logs_json() -> bool:
+    """Whether this process's lines are JSON (its root handler formats them so)."""
+    return any(isinstance(h.formatter, JsonFormatter) for h in logging.getLogger().handlers)
+
+
 def configure_logging_from_env(environ: dict[str, str] | None = None) -> bool:
     """:func:`configure_logging` from ``AIJOBS_LOG_JSON`` and ``AIJOBS_LOG_LEVEL``, read as
     the settings read them, for the processes that build no ``Settings`` (the simulator,

@@ -322,8 +322,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if not _is_configuration_error(exc):
             raise
-        print(f"aijobs: {exc}", file=sys.stderr)
+        _say_error(f"aijobs: {exc}")
         return 2
+
+
+def _say_error(message: str) -> None:
+    """One line on stderr: a record when the command logs JSON lines, so it parses too."""
+    logs = sys.modules.get("aijobs.logs")
+    if logs is not None and logs.logs_json():
+        logging.getLogger("aijobs.cli").error("%s", message)
+    else:
+        print(message, file=sys.stderr)
 
 
 def _is_configuration_error(exc: Exception) -> bool:
