@@ -146,6 +146,7 @@ def run_dev(*, api_port: int, flower_port: int, simulator_port: int = 8300) -> i
             log.info("%s", message.strip())
         else:
             print(message, file=sys.stderr)
+
     redis_server: RedisServer | None = None
     procs: list[subprocess.Popen[bytes]] = []
     previous: dict[int, Any] = {}
