@@ -87,6 +87,20 @@ def test_every_line_of_a_dev_run_is_json_and_holds_no_prompt_text_or_key(tmp_pat
         assert running["secrets"] == ".aijobs/dev.env"
         key = _dev_secret(state, "AIJOBS_API_KEYS").partition(":")[2]
         password = _dev_secret(state, "AIJOBS_FLOWER_BASIC_AUTH").partition(":")[2]
+        flower = f"http://127.0.0.1:{flower_port}"
+        flower_auth = ("admin", password)
+
+        def flower_listens() -> bool:
+            # Flower sees only the events sent while it listens: its event state knows the
+            # worker (by its heartbeats) once it does.
+            try:
+                answer = httpx.get(f"{flower}/api/workers", params={"status": "true"},
+                                   auth=flower_auth, timeout=5)  # fmt: skip
+            except httpx.HTTPError:  # not serving yet
+                return False
+            return answer.status_code == 200 and any(answer.json().values())
+
+        wait_for(flower_listens, timeout_s=60, interval_s=0.3)
         headers = {"Authorization": f"Bearer {key}"}
         with httpx.Client(base_url=running["api"], headers=headers, timeout=30) as client:
             body = {"kind": "generate", "model": "gpt-4o-mini", "max_tokens": 24,
@@ -96,9 +110,8 @@ def test_every_line_of_a_dev_run_is_json_and_holds_no_prompt_text_or_key(tmp_pat
             assert [e.event for e in events][-2:] == ["result", "done"]
             text = client.get(f"/v1/jobs/{job_id}").json()["result"]["text"]
         # Flower saw the task: its events reached it, and its pages were served.
-        flower = f"http://127.0.0.1:{flower_port}/api/tasks"
         wait_for(
-            lambda: job_id in httpx.get(flower, auth=("admin", password), timeout=5).text,
+            lambda: job_id in httpx.get(f"{flower}/api/tasks", auth=flower_auth, timeout=5).text,
             timeout_s=30, interval_s=0.3,
         )  # fmt: skip
     finally:

@@ -69,6 +69,15 @@ class Flower:
         self.service.stop()
         assert self.service.returncode == 0, self.service.log_tail()
 
+    def listens(self) -> bool:
+        """Whether its event receiver is live: its event state knows a worker (heartbeats)."""
+        try:
+            answer = httpx.get(f"{self.url}/api/workers", params={"status": "true"},
+                               auth=FLOWER_AUTH, timeout=5)  # fmt: skip
+        except httpx.HTTPError:
+            return False
+        return answer.status_code == 200 and any(answer.json().values())
+
     def tasks(self) -> dict[str, dict[str, Any]]:
         answer = httpx.get(f"{self.url}/api/tasks", auth=FLOWER_AUTH, timeout=10)
         answer.raise_for_status()
@@ -127,9 +136,10 @@ def run(tmp_path_factory: pytest.TempPathFactory, simulator: RunningSimulator) -
             flower.start()
             stack.start_worker("worker")
             result = Run(stack, flower)
+            # Flower sees only the events sent while it listens.
+            wait_for(flower.listens, timeout_s=60, interval_s=0.2)
             with stack.client(TENANT_KEY) as client:
-                # Flower sees only the events sent while it listens: a first job, seen by
-                # it, proves the worker's events reach it.
+                # A first job, seen by Flower: the worker consumes and its events reach it.
                 probe = _submit(stack, client, "m")
                 wait_for(lambda: tasks_of(flower.tasks(), probe), timeout_s=60, interval_s=0.2)
                 stack.finished(probe)
