@@ -112,11 +112,18 @@ class _Log:
             self.last_reset = {k: v for k, v in data.items() if k != "text"}
 
     def restore_batch(self, attempt: int) -> _Batch:
-        """Everything unconfirmed, sent again behind a reset carrying the text so far."""
+        """Everything unconfirmed, sent again behind a reset carrying the text so far.
+
+        The text so far includes what the job thread buffered while the lost batch was on
+        the wire (the transcript has it from the moment it was buffered): that goes into
+        this batch too, and out of the buffer, or the next flush would send it twice.
+        """
+        self.close_delta(attempt)
         reset = {"attempt": attempt, **self.last_reset, "text": "".join(self.transcript)}
         events: list[tuple[str, str]] = [(EventType.RESET, dumps(reset))]
         after_reset: list[tuple[str, str]] = []
-        for batch in self.unacked:
+        buffered, self.open = self.open, []
+        for batch in [*self.unacked, _Batch(0, buffered)]:
             for event, data in batch.events:
                 if event == EventType.RESET:
                     after_reset = []

@@ -14,6 +14,7 @@ from aijobs.metrics import serve_metrics
 from aijobs.schemas import JobKind
 from aijobs.settings import Settings
 from aijobs.store.migrate import SchemaOutOfDate
+from aijobs.worker.broker import transport_for
 from aijobs.worker.context import WorkerContext
 
 log = logging.getLogger(__name__)
@@ -77,12 +78,19 @@ def create_celery_app(settings: Settings) -> Celery:
         task_routes={name: {"queue": kind} for kind, name in TASK_NAMES.items()},
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,
-        worker_cancel_long_running_tasks_on_connection_loss=True,
+        # A job keeps running through a broker blip: its attempt is fenced by its lease,
+        # not by the message; the message, unacked, comes back after the visibility
+        # timeout and finds the job finished (skipped). Cancelling is not even possible
+        # on the threads pool (Celery logs a traceback per running task trying).
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         # SIGTERM: running jobs get shutdown_grace_s to finish, then hand their jobs
         # back to the queue (see aijobs.worker.attempt); the soft shutdown timeout is only a
         # backstop for an attempt that is stuck waiting on its provider.
         worker_soft_shutdown_timeout=settings.shutdown_grace_s + 15.0,
     )
+    transport_class = transport_for(broker)
+    if transport_class:  # kombu's, with its reconnect fault fixed (aijobs.worker.broker)
+        app.conf.broker_transport = transport_class
     app.aijobs_settings = settings  # type: ignore[attr-defined]
     return app
 
