@@ -18,6 +18,7 @@ from sqlalchemy import text
 from aijobs.api.main import create_app
 from aijobs.devtools.harness import Harness, RedisServer, running_simulator
 from aijobs.devtools.harness import serve_in_thread as harness_serve_in_thread
+from aijobs.devtools.redis_server import RedisNotFound
 from aijobs.devtools.simulator import RunningSimulator, SimulatorConfig
 from aijobs.settings import RateLimit, Settings
 from aijobs.store import Database, JobRepository
@@ -41,7 +42,10 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
 
 @pytest.fixture(scope="session")
 def redis_server(harness: Harness) -> RedisServer:
-    return harness.start_redis()
+    try:
+        return harness.start_redis()
+    except RedisNotFound as exc:  # say it once, not once per test that needs Redis
+        pytest.exit(str(exc), returncode=2)
 
 
 @pytest.fixture(scope="session")
