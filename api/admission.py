@@ -98,7 +98,7 @@ def check_webhook(body: JobBody, settings: Settings, tenant: str) -> str | None:
     url = body.webhook_url or settings.webhook_tenant_urls.get(tenant)
     if url is None:
         return None
-    if settings.webhook_secret is None:
+    if not settings.webhooks_on:
         raise _unprocessable("webhook_url: webhooks are off here (AIJOBS_WEBHOOK_SECRET is unset)")
     try:
         check_url(url, settings.webhook_allowed_hosts)

@@ -19,6 +19,7 @@ Standard library only, so it runs with any Python 3.9+ on the host.
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import os
 import secrets
@@ -65,6 +66,11 @@ def env_file(comment: str, values: dict[str, str]) -> str:
 def token() -> str:
     """A random string safe in a URL, an env file and a Redis ACL (256 bits)."""
     return secrets.token_urlsafe(32)
+
+
+def webhook_secret() -> str:
+    """A Standard Webhooks signing secret: ``whsec_`` and base64 of 32 random bytes."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 def secret_files(environ: dict[str, str]) -> dict[str, tuple[str, int]]:
@@ -114,6 +120,14 @@ def secret_files(environ: dict[str, str]) -> dict[str, tuple[str, int]]:
                     "AIJOBS_TOKEN_SECRET": token(),
                     "AIJOBS_METRICS_TOKEN": metrics_token,
                 },
+            ),
+            private,
+        ),
+        "webhook.env": (
+            env_file(
+                "Signs completion webhooks (Standard Webhooks): for the workers only, which\n"
+                "send them (the API only accepts webhook_url: AIJOBS_WEBHOOKS_ENABLED).",
+                {"AIJOBS_WEBHOOK_SECRET": webhook_secret()},
             ),
             private,
         ),

@@ -210,6 +210,10 @@ class Settings(BaseSettings):
     #: ``whsec_<base64>`` (several, space-separated, newest first, while rotating: each
     #: signs every request). Unset: webhooks are off and ``webhook_url`` is refused.
     webhook_secret: SecretStr | None = None
+    #: Whether the API accepts ``webhook_url`` (unset: when it has the secret). The API
+    #: signs nothing: a fleet that keeps the secret with the workers alone (least
+    #: privilege; compose does) turns webhooks on in the API with this.
+    webhooks_enabled: bool | None = None
     #: Hosts a webhook may use ``http://`` for and whose addresses are not checked (an
     #: internal receiver of yours), comma-separated; every other URL must be ``https://``
     #: and reach only public addresses.
@@ -274,14 +278,22 @@ class Settings(BaseSettings):
         # tenant default that no job could be sent to.
         if self.webhook_secret is not None:
             parse_secrets(self.webhook_secret.get_secret_value())
-        elif self.webhook_tenant_urls:
-            raise ValueError("AIJOBS_WEBHOOK_TENANT_URLS needs AIJOBS_WEBHOOK_SECRET")
+        elif self.webhook_tenant_urls and not self.webhooks_on:
+            raise ValueError("AIJOBS_WEBHOOK_TENANT_URLS needs AIJOBS_WEBHOOK_SECRET "
+                             "(or, on an API without it, AIJOBS_WEBHOOKS_ENABLED=true)")
         for tenant, url in self.webhook_tenant_urls.items():
             try:
                 check_url(url, self.webhook_allowed_hosts)
             except UrlRejected as exc:
                 raise ValueError(f"AIJOBS_WEBHOOK_TENANT_URLS[{tenant}]: {exc}") from None
         return self
+
+    @property
+    def webhooks_on(self) -> bool:
+        """Whether jobs may carry a webhook URL."""
+        if self.webhooks_enabled is not None:
+            return self.webhooks_enabled
+        return self.webhook_secret is not None
 
     def models_for(self, tenant: str) -> list[str]:
         """The models ``tenant`` may use (empty: any)."""

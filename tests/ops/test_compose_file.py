@@ -46,7 +46,7 @@ COMPOSE_VARIABLES = {"AIJOBS_BIND", "AIJOBS_FLOWER_BIND", "OPENAI_BASE_URL",
 #: Every setting that holds a secret (or a URL carrying one).
 SECRET_SETTINGS = {"REDIS_URL", "DATABASE_URL", "OPENAI_API_KEY", "AIJOBS_API_KEYS",
                    "AIJOBS_TOKEN_SECRET", "AIJOBS_METRICS_TOKEN", "AIJOBS_FLOWER_BASIC_AUTH",
-                   "POSTGRES_PASSWORD"}  # fmt: skip
+                   "POSTGRES_PASSWORD", "AIJOBS_WEBHOOK_SECRET"}  # fmt: skip
 
 #: Who may know each secret; nobody else may (its value must appear nowhere they can read).
 MAY_KNOW = {
@@ -57,6 +57,7 @@ MAY_KNOW = {
     "token secret": {"api"},
     "metrics token": {"api", "prometheus"},
     "flower password": {"flower"},
+    "webhook secret": set(WORKERS),
 }
 
 
@@ -79,6 +80,7 @@ def secret_values(secrets: Path) -> dict[str, str]:
         "tenant key": api["AIJOBS_API_KEYS"].partition(":")[2],
         "token secret": api["AIJOBS_TOKEN_SECRET"],
         "metrics token": api["AIJOBS_METRICS_TOKEN"],
+        "webhook secret": read_env_file(secrets / "webhook.env")["AIJOBS_WEBHOOK_SECRET"],
         "flower password": read_env_file(secrets / "flower.env")[
             "AIJOBS_FLOWER_BASIC_AUTH"
         ].partition(":")[2],
@@ -135,6 +137,7 @@ def test_the_settings_each_service_reads_are_the_ones_it_is_given(
     assert api.database_url.startswith("postgresql://aijobs:")
     assert api.tenant_by_key == {values["tenant key"]: "acme"}
     assert api.token_secret is not None and api.openai_api_key is None
+    assert api.webhooks_on and api.webhook_secret is None
     for name in WORKERS:
         worker = settings_of(name)
         assert worker.openai_api_key is not None
@@ -142,6 +145,7 @@ def test_the_settings_each_service_reads_are_the_ones_it_is_given(
         assert worker.database_url.startswith("postgresql://") and worker.redis_url
         assert worker.tenant_by_key == {} and worker.token_secret is None
         assert worker.worker_heartbeat_file and worker.log_json
+        assert worker.webhook_secret is not None
     flower = settings_of("flower")
     assert flower.flower_basic_auth is not None and flower.redis_url
     assert flower.database_url.startswith("sqlite")  # the default: it is given none

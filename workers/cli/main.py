@@ -123,6 +123,12 @@ def cmd_flower(args: argparse.Namespace) -> int:
         # Flower saves its task history on a clean stop, and (with this) every minute, so a
         # crash loses at most a minute of it.
         os.environ.setdefault("FLOWER_STATE_SAVE_INTERVAL", "60000")
+    import aijobs.worker
+
+    # Flower reads queue lengths by the broker URL's scheme, which a transport given by
+    # path would replace: it keeps kombu's own (it consumes nothing, so the reconnect fix
+    # of aijobs.worker.broker is not needed there).
+    aijobs.worker.app.conf.broker_transport = None
     celery_cli.main(args=argv, prog_name="aijobs flower", standalone_mode=True)
     return 0
 

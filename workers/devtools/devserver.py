@@ -36,6 +36,7 @@ from urllib.parse import urlsplit, urlunsplit
 from aijobs.devtools.redis_server import RedisServer, free_port, start_redis
 from aijobs.logs import configure_logging_from_env
 from aijobs.store.migrate import upgrade
+from aijobs.webhooks.signing import new_secret as new_webhook_secret
 
 STATE_DIR = Path(".aijobs")
 log = logging.getLogger("aijobs.dev")
@@ -80,7 +81,8 @@ def _spawn(
 
 
 def _dev_secrets() -> dict[str, str]:
-    """The dev key, token secret and Flower password: made once, kept in .aijobs/dev.env."""
+    """The dev key, token secret, Flower password and webhook secret: made once, kept in
+    .aijobs/dev.env."""
     path = STATE_DIR / "dev.env"
     saved: dict[str, str] = {}
     if path.exists():
@@ -92,6 +94,9 @@ def _dev_secrets() -> dict[str, str]:
         "AIJOBS_API_KEYS": lambda: f"dev:dev-{secrets.token_urlsafe(18)}",
         "AIJOBS_TOKEN_SECRET": lambda: secrets.token_urlsafe(32),
         "AIJOBS_FLOWER_BASIC_AUTH": lambda: f"admin:{secrets.token_urlsafe(12)}",
+        # Webhooks on: a job may carry webhook_url (to a local receiver, list its host in
+        # AIJOBS_WEBHOOK_ALLOWED_HOSTS); verify them with this secret.
+        "AIJOBS_WEBHOOK_SECRET": new_webhook_secret,
     }
     missing = {name: make() for name, make in wanted.items() if not saved.get(name)}
     if missing:

@@ -14,6 +14,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import secrets
 from collections.abc import Sequence
 
 SECRET_PREFIX = "whsec_"
@@ -23,6 +24,11 @@ MIN_KEY_BYTES, MAX_KEY_BYTES = 24, 64
 
 class SecretInvalid(ValueError):
     """Raised when AIJOBS_WEBHOOK_SECRET is not a list of ``whsec_<base64>`` secrets."""
+
+
+def new_secret() -> str:
+    """A fresh signing secret: ``whsec_`` and the base64 of 32 random bytes."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 def parse_secrets(text: str) -> list[bytes]:
