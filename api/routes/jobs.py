@@ -29,6 +29,7 @@ from aijobs.events.control import append_once_async, flag_cancel
 from aijobs.events.protocol import EventType
 from aijobs.fairqueue import QueuedJob
 from aijobs.schemas import (
+    JOB_MODELS,
     CancelAnswer,
     JobInput,
     JobKind,
@@ -48,10 +49,12 @@ log = logging.getLogger(__name__)
 
 
 def to_public(job: Job, webhook: WebhookView | None = None) -> JobPublic:
-    """The API view of a job row (with its webhook's deliveries, when given)."""
-    return JobPublic(
+    """The API view of a job row: the model of its kind, which types its ``result`` (with
+    its webhook's deliveries, when given)."""
+    kind = JobKind(job.kind)
+    return JOB_MODELS[kind](
         id=job.id,
-        kind=JobKind(job.kind),
+        kind=kind,
         status=JobStatus(job.status),
         model=job.model,
         attempts=job.attempts,
