@@ -114,6 +114,10 @@ def install_error_handlers(app: FastAPI) -> None:
             return validation_response(
                 [{"type": "json_too_deep", "loc": ("body",), "msg": "nested too deeply"}]
             )
+        if isinstance(exc.__cause__, UnicodeDecodeError):
+            # Bytes that are not UTF-8 are not JSON either: the same 422 as any other
+            # body the parser refused, not FastAPI's bare 400.
+            return validation_response([{"type": "json_invalid", "loc": ("body",)}])
         if isinstance(exc.__cause__, BodyTooLarge):  # found while FastAPI read the body
             return JSONResponse({"detail": str(exc.__cause__)}, 413)
         return await http_exception_handler(request, exc)
