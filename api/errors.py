@@ -2,7 +2,8 @@
 
 This is the one place where what went wrong becomes an HTTP answer: the domain raises
 ``aijobs.errors.Refused`` and its kinds (422, 413, 429, 404, 409), storage errors become
-503, and request validation a 422 with the field.
+503, and request validation a 422 with the field. Every answer is an
+``aijobs.schemas.ErrorBody``, as the OpenAPI document says (``aijobs.api.openapi``).
 """
 
 from __future__ import annotations
