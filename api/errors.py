@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from aijobs.api.guards import BodyTooLarge
+from aijobs.api.guards import STORE_UNAVAILABLE, BodyTooLarge
 from aijobs.errors import Refused
 from aijobs.schemas import JobKind
 
@@ -102,7 +102,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_store_down(_request: Request, exc: SQLAlchemyError) -> JSONResponse:
         log.error("job store error: %s", type(exc).__name__)
-        return JSONResponse({"detail": "the job store is unavailable; try again"}, 503)
+        return JSONResponse({"detail": STORE_UNAVAILABLE}, 503)
 
     async def on_redis_down(_request: Request, exc: RedisError) -> JSONResponse:
         log.error("Redis error: %s", type(exc).__name__)
