@@ -32,6 +32,9 @@ pytestmark = pytest.mark.usefixtures("worker")
 #: The tenant of the APIs this module starts (its own, so their limits touch no other test).
 TENANT_O, KEY_O = "tenant-openapi", "key-openapi-0123456789"
 METRICS_TOKEN = "metrics-token-0123456789"
+WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # the Standard Webhooks example
+#: Allow-listed on the tight API, never called: no worker here has the secret to send.
+WEBHOOK_URL = "http://127.0.0.1:9/hooks/aijobs"
 GEN = {"kind": "generate", "model": "m", "max_tokens": 5,
        "messages": [{"role": "user", "content": "hello"}]}  # fmt: skip
 EXTRACT = {"kind": "extract", "model": "m", "text": "ACME, 12.50 EUR",
@@ -69,6 +72,8 @@ def tight_api(settings: Settings) -> Iterator[str]:
         tenant_max_readers=1,
         key_failures_per_s=3,
         metrics_token=METRICS_TOKEN,
+        webhook_secret=WEBHOOK_SECRET,
+        webhook_allowed_hosts=["127.0.0.1"],
     )))  # fmt: skip
     yield url
     server.should_exit = True
@@ -250,6 +255,17 @@ def tour_tight(check: DocumentCheck, apis: Apis) -> None:
         check.check(c.post(f"/v1/jobs/{job_id}/cancel"), "cancel a running job")
         check.check_stream(reader, "the cancelled job's events")
     _finished(c, job_id)
+
+    # A job with a webhook: its record shows where the webhook goes and how it went.
+    hooked = _submit(check, c, {**GEN, "webhook_url": WEBHOOK_URL}, "submit with a webhook")
+    _finished(c, hooked)
+    record = c.get(f"/v1/jobs/{hooked}")
+    check.check(record, "a job with a webhook")
+    assert record.json()["webhook"]["url"] == WEBHOOK_URL, record.text
+    check.check(c.get("/v1/jobs", params={"limit": 3}), "jobs with webhooks")
+    check.check(c.post(f"/v1/jobs/{hooked}/cancel"), "cancel a finished job with a webhook")
+    check.check(c.post("/v1/jobs", json={**GEN, "webhook_url": "http://10.0.0.1/hook"}),
+                "a webhook URL the policy refuses")  # fmt: skip
 
     # Bodies: past the limit for any route (declared), for a submission of its kind, and
     # streamed without a length.
