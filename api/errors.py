@@ -2,7 +2,8 @@
 
 This is the one place where what went wrong becomes an HTTP answer: the domain raises
 ``aijobs.errors.Refused`` and its kinds (422, 413, 429, 404, 409), storage errors become
-503, and request validation a 422 with the field.
+503, and request validation a 422 with the field. Every answer is an
+``aijobs.schemas.ErrorBody``, as the OpenAPI document says (``aijobs.api.openapi``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from aijobs.api.guards import BodyTooLarge
+from aijobs.api.guards import STORE_UNAVAILABLE, BodyTooLarge
 from aijobs.errors import Refused
 from aijobs.schemas import JobKind
 
@@ -101,7 +102,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_store_down(_request: Request, exc: SQLAlchemyError) -> JSONResponse:
         log.error("job store error: %s", type(exc).__name__)
-        return JSONResponse({"detail": "the job store is unavailable; try again"}, 503)
+        return JSONResponse({"detail": STORE_UNAVAILABLE}, 503)
 
     async def on_redis_down(_request: Request, exc: RedisError) -> JSONResponse:
         log.error("Redis error: %s", type(exc).__name__)
@@ -114,6 +115,10 @@ def install_error_handlers(app: FastAPI) -> None:
             return validation_response(
                 [{"type": "json_too_deep", "loc": ("body",), "msg": "nested too deeply"}]
             )
+        if isinstance(exc.__cause__, UnicodeDecodeError):
+            # Bytes that are not UTF-8 are not JSON either: the same 422 as any other
+            # body the parser refused, not FastAPI's bare 400.
+            return validation_response([{"type": "json_invalid", "loc": ("body",)}])
         if isinstance(exc.__cause__, BodyTooLarge):  # found while FastAPI read the body
             return JSONResponse({"detail": str(exc.__cause__)}, 413)
         return await http_exception_handler(request, exc)

@@ -13,18 +13,23 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import anyio
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aijobs.api.auth import MISS, Authenticator, Caller, bearer_key
 
+#: The detail of a 503 when the job store does not answer (here and in ``errors``).
+STORE_UNAVAILABLE = "the job store is unavailable; try again"
 #: Where the verified caller is left for the routes (``request.state``).
 CALLER = "aijobs_caller"
 #: Routes that also accept a job's event token (``?token=``) instead of a key.
 _TOKEN_ROUTES = ("/events",)
 _SUBMIT_PATHS = frozenset({"/v1/jobs", "/v1/jobs/batch"})
+log = logging.getLogger(__name__)
 
 
 class BodyTooLarge(Exception):
@@ -110,7 +115,13 @@ class RequestGuard:
         if key:
             known = auth.known(key)
             if known is MISS:
-                caller = await anyio.to_thread.run_sync(auth.caller, key)
+                try:
+                    caller = await anyio.to_thread.run_sync(auth.caller, key)
+                except SQLAlchemyError as exc:
+                    # Outside the app's exception handlers: answer what they would, a 503
+                    # to try again, not a 500 (and no 401: the key may well be good).
+                    log.error("job store error during a key check: %s", type(exc).__name__)
+                    return 503, STORE_UNAVAILABLE, []
             elif isinstance(known, Caller):
                 caller = known
         if caller is None:

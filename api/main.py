@@ -11,9 +11,44 @@ from fastapi.middleware.cors import CORSMiddleware
 from aijobs import __version__
 from aijobs.api.errors import install_error_handlers
 from aijobs.api.guards import RequestGuard
+from aijobs.api.openapi import install_openapi
 from aijobs.api.routes import console, events, health, jobs, metrics
 from aijobs.api.state import ApiState
 from aijobs.settings import Settings
+
+_DESCRIPTION = """\
+Submit generate, extract and embed jobs, read them, and follow their events live.
+
+Every `/v1` request carries `Authorization: Bearer <key>`. Every error answer is an
+`ErrorBody`: `{"detail": "..."}`, a line that names the field where there is one, plus
+`"errors": [{"field", "message"}]` when the request failed validation.
+"""
+
+_TAGS = [
+    {"name": "jobs", "description": "Submit, read, list and cancel jobs."},
+    {
+        "name": "events",
+        "description": "A job's events as Server-Sent Events, resumable by event id. "
+        "`GET /v1/jobs/{job_id}/ws` serves the same events over a WebSocket (same key or "
+        "event token, `?after=`), as JSON messages `{\"id\", \"event\", \"data\"}`.",
+    },
+    {"name": "health", "description": "Liveness, readiness and Prometheus metrics."},
+]
+
+#: Schemes the routes' dependencies do not declare (FastAPI finds ``HTTPBearer`` itself).
+_SECURITY_SCHEMES = {
+    "EventToken": {
+        "type": "apiKey",
+        "in": "query",
+        "name": "token",
+        "description": "A job's event token (`POST /v1/jobs/{job_id}/token`), for browsers.",
+    },
+    "MetricsToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "`AIJOBS_METRICS_TOKEN`, when set.",
+    },
+}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -33,8 +68,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="aijobs",
         version=__version__,
         summary="Background AI jobs with resumable token streams.",
+        description=_DESCRIPTION,
+        openapi_tags=_TAGS,
         lifespan=lifespan,
     )
+    install_openapi(app, _SECURITY_SCHEMES)
     install_error_handlers(app)
     app.add_middleware(
         RequestGuard,

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NotRequired
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+# pydantic reads a TypedDict only from typing_extensions before Python 3.12.
+from typing_extensions import TypedDict
 
 
 class JobKind(StrEnum):
@@ -107,7 +110,38 @@ JobInput = Annotated[GenerateInput | ExtractInput | EmbedInput, Field(discrimina
 JOB_INPUT_ADAPTER: TypeAdapter[GenerateInput | ExtractInput | EmbedInput] = TypeAdapter(JobInput)
 
 
-class JobError(BaseModel):
+class FieldError(TypedDict):
+    """One thing a request got wrong."""
+
+    field: Annotated[
+        str, Field(description="where: `messages[0].role`, `kind`, `body`, `after` ...")
+    ]
+    message: str
+
+
+class ErrorBody(TypedDict):
+    """Every error answer of the API (its readiness report aside): a one-line ``detail``
+    that says what is wrong, naming the field where there is one; a request that failed
+    validation also gets its complaints field by field."""
+
+    detail: str
+    errors: NotRequired[list[FieldError]]
+
+
+def _every_field_required(schema: dict[str, Any]) -> None:
+    # Not pydantic's json_schema_serialization_defaults_required: that one reaches into
+    # nested TypedDicts too and would call a result's NotRequired keys required.
+    schema["required"] = list(schema.get("properties", {}))
+
+
+class _Answer(BaseModel):
+    """Answer models: the API sends every field, defaults included, so its document says
+    each one is always there."""
+
+    model_config = ConfigDict(json_schema_extra=_every_field_required)
+
+
+class JobError(_Answer):
     """Why a job failed."""
 
     code: str
@@ -115,7 +149,7 @@ class JobError(BaseModel):
     retryable: bool = False
 
 
-class Usage(BaseModel):
+class Usage(_Answer):
     """Tokens the provider billed."""
 
     prompt_tokens: int = 0
@@ -123,7 +157,7 @@ class Usage(BaseModel):
     total_tokens: int = 0
 
 
-class WebhookAttempt(BaseModel):
+class WebhookAttempt(_Answer):
     """One attempt to deliver a job's webhook."""
 
     at: datetime
@@ -132,7 +166,7 @@ class WebhookAttempt(BaseModel):
     error: str | None = None
 
 
-class WebhookView(BaseModel):
+class WebhookView(_Answer):
     """A job's webhook: where it goes and how its delivery went."""
 
     url: str
@@ -143,8 +177,47 @@ class WebhookView(BaseModel):
     delivered_at: datetime | None = None
 
 
-class JobPublic(BaseModel):
-    """A job as the API shows it."""
+class GenerateResult(TypedDict):
+    """A generation's text (the whole of it, or what was written before a cancel)."""
+
+    text: str
+    finish_reason: Annotated[
+        str | None, Field(description="the provider's, or `cancelled` when stopped early")
+    ]
+
+
+class ExtractResult(TypedDict):
+    """An extraction's data, valid against the submitted schema."""
+
+    data: Annotated[Any, Field(description="null when the job was cancelled before it ended")]
+    partial: NotRequired[Annotated[str, Field(description="the text so far, when cancelled")]]
+
+
+class EmbedResult(TypedDict):
+    """An embedding job's vectors, one per input, in input order."""
+
+    count: int
+    dimensions: int
+    embeddings: NotRequired[
+        Annotated[
+            list[list[float]] | list[str],
+            Field(
+                description="lists of floats, or base64 of little-endian float32 with "
+                "`format=base64`; left out with `vectors=false` and until the job succeeded"
+            ),
+        ]
+    ]
+    embedded: NotRequired[Annotated[int, Field(description="inputs done, when cancelled")]]
+
+
+#: A job's ``result``, by kind (a dict at run time, so ``result["text"]`` reads it).
+JobResult = GenerateResult | ExtractResult | EmbedResult
+
+
+class JobPublic(_Answer):
+    """A job as the API shows it: the fields of every kind. The API answers with the
+    kind's own model (``GenerateJob``, ``ExtractJob``, ``EmbedJob``), whose ``result`` is
+    that kind's; ``Job`` is their union, told apart by ``kind``."""
 
     id: str
     kind: JobKind
@@ -154,7 +227,7 @@ class JobPublic(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
-    result: dict[str, Any] | None
+    result: JobResult | None
     error: JobError | None
     usage: Usage | None
     metadata: dict[str, Any]
@@ -164,21 +237,52 @@ class JobPublic(BaseModel):
     )
 
 
-class JobPage(BaseModel):
+class GenerateJob(JobPublic):
+    """A generate job."""
+
+    kind: Literal[JobKind.GENERATE]
+    result: GenerateResult | None
+
+
+class ExtractJob(JobPublic):
+    """An extract job."""
+
+    kind: Literal[JobKind.EXTRACT]
+    result: ExtractResult | None
+
+
+class EmbedJob(JobPublic):
+    """An embed job (``GET /v1/jobs/{id}`` adds the vectors to a succeeded one's result)."""
+
+    kind: Literal[JobKind.EMBED]
+    result: EmbedResult | None
+
+
+Job = Annotated[GenerateJob | ExtractJob | EmbedJob, Field(discriminator="kind")]
+JOB_ADAPTER: TypeAdapter[GenerateJob | ExtractJob | EmbedJob] = TypeAdapter(Job)
+#: The model of each kind's job.
+JOB_MODELS: dict[JobKind, type[JobPublic]] = {
+    JobKind.GENERATE: GenerateJob,
+    JobKind.EXTRACT: ExtractJob,
+    JobKind.EMBED: EmbedJob,
+}
+
+
+class JobPage(_Answer):
     """One page of a tenant's jobs, newest first."""
 
-    data: list[JobPublic]
+    data: list[Job]
     next_cursor: str | None
 
 
-class CancelAnswer(BaseModel):
+class CancelAnswer(_Answer):
     """What a cancel request did, and the job after it."""
 
     detail: str
-    job: JobPublic
+    job: Job
 
 
-class EventToken(BaseModel):
+class EventToken(_Answer):
     """A short-lived token that lets a browser read one job's events without an API key."""
 
     token: str

@@ -18,7 +18,9 @@ from aijobs import metrics
 from aijobs.api.auth import Caller, bearer_key
 from aijobs.api.deps import CallerDep, StateDep
 from aijobs.api.errors import refusal_response
+from aijobs.api.event_schema import EVENT_ITEM_SCHEMA, EVENT_STREAM_EXAMPLE
 from aijobs.api.guards import CALLER
+from aijobs.api.openapi import V1_GUARD, errors, event_stream_content
 from aijobs.api.sse import EventStreamResponse
 from aijobs.api.state import ApiState
 from aijobs.errors import InvalidInput, NotFound, Refused
@@ -106,11 +108,30 @@ async def job_events(
 
 @router.get(
     "/{job_id}/events",
+    operation_id="streamJobEvents",
+    # No JSON body of its own: the 200 is the stream, the errors are JSON (ErrorBody).
+    response_class=Response,
     response_model=None,
     responses={
-        200: {"content": {"text/event-stream": {}}, "description": "the event stream"},
-        204: {"description": "the job finished at or before the cursor: nothing follows"},
+        200: {
+            "description": "The events after the cursor, then live ones, until `done`.",
+            "content": event_stream_content(EVENT_ITEM_SCHEMA, EVENT_STREAM_EXAMPLE),
+        },
+        204: {
+            "description": "The job finished at or before the cursor: nothing follows (a "
+            "browser's EventSource stops reconnecting)."
+        },
+        **errors(
+            *V1_GUARD,
+            404,
+            422,
+            s401="No API key and no event token, or not a live one.",
+            s422="`after` or `Last-Event-ID` is not an event id.",
+            s429="Too many open event readers for the tenant on this API process, or too "
+            "many failed key checks from this address; `Retry-After` says when to try again.",
+        ),
     },
+    openapi_extra={"security": [{"HTTPBearer": []}, {"EventToken": []}]},
 )
 async def job_event_stream(
     job_id: str,
@@ -241,7 +262,12 @@ async def _serve_socket(websocket: WebSocket, state: ApiState, job: Job, after: 
         await events.aclose()  # type: ignore[attr-defined]
 
 
-@router.post("/{job_id}/token", response_model=EventToken)
+@router.post(
+    "/{job_id}/token",
+    operation_id="createEventToken",
+    response_model=EventToken,
+    responses=errors(*V1_GUARD, 404),
+)
 def issue_event_token(job_id: str, state: StateDep, caller: CallerDep) -> EventToken:
     """A short-lived token that opens this job's events, for a browser's EventSource.
 

@@ -13,7 +13,7 @@ from fastapi.responses import StreamingResponse
 from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 
-from aijobs import metrics
+from aijobs import metrics, schemas
 from aijobs.api.admission import (
     check_idempotency_key,
     check_input,
@@ -23,12 +23,14 @@ from aijobs.api.admission import (
     request_hash,
 )
 from aijobs.api.deps import StateDep, TenantDep
+from aijobs.api.openapi import V1_GUARD, errors
 from aijobs.api.state import ApiState
 from aijobs.errors import Conflict, LimitReached, NotFound
 from aijobs.events.control import append_once_async, flag_cancel
 from aijobs.events.protocol import EventType
 from aijobs.fairqueue import QueuedJob
 from aijobs.schemas import (
+    JOB_MODELS,
     CancelAnswer,
     JobInput,
     JobKind,
@@ -44,14 +46,23 @@ from aijobs.vectors import json_vectors
 from aijobs.webhooks.outbox import Outbox
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+_SUBMIT_HEADERS = {
+    "Location": {"description": "the job's URL", "required": True, "schema": {"type": "string"}},
+    "Idempotent-Replayed": {
+        "description": "`true` when an earlier request with this Idempotency-Key made the job",
+        "schema": {"type": "string", "enum": ["true"]},
+    },
+}
 log = logging.getLogger(__name__)
 
 
 def to_public(job: Job, webhook: WebhookView | None = None) -> JobPublic:
-    """The API view of a job row (with its webhook's deliveries, when given)."""
-    return JobPublic(
+    """The API view of a job row: the model of its kind, which types its ``result`` (with
+    its webhook's deliveries, when given)."""
+    kind = JobKind(job.kind)
+    return JOB_MODELS[kind](
         id=job.id,
-        kind=JobKind(job.kind),
+        kind=kind,
         status=JobStatus(job.status),
         model=job.model,
         attempts=job.attempts,
@@ -79,13 +90,21 @@ def _public(state: ApiState, job: Job) -> JobPublic:
 
 @router.post(
     "",
+    operation_id="submitJob",
     status_code=status.HTTP_202_ACCEPTED,
-    response_model=JobPublic,
+    response_model=schemas.Job,
+    response_description="The job, queued (or, for a repeated Idempotency-Key, the job it made).",
     responses={
-        409: {"description": "the Idempotency-Key was used with a different request"},
-        413: {"description": "the body is too large"},
-        422: {"description": "invalid input; `detail` names the field"},
-        429: {"description": "a tenant limit; Retry-After says when to try again"},
+        202: {"headers": _SUBMIT_HEADERS},
+        **errors(
+            *V1_GUARD,
+            409,
+            422,
+            s422="Invalid input: `detail` names the field (a body that is not JSON is "
+            "`body`); a request that failed validation also has `errors`, field by field.",
+            s429="A tenant limit (submissions per second, unfinished jobs), or too many "
+            "failed key checks from this address; `Retry-After` says when to try again.",
+        ),
     },
 )
 async def submit_job(
@@ -203,7 +222,14 @@ def _requeue_if_missing(state: ApiState, job: Job) -> None:
         pass  # the reconciler will
 
 
-@router.get("", response_model=JobPage)
+@router.get(
+    "",
+    operation_id="listJobs",
+    response_model=JobPage,
+    responses=errors(
+        *V1_GUARD, 422, s422="A parameter out of range, or a cursor this API did not give out."
+    ),
+)
 async def list_jobs(
     state: StateDep,
     tenant: TenantDep,
@@ -223,7 +249,12 @@ async def list_jobs(
     return JobPage(data=[to_public(r, webhooks.get(r.id)) for r in rows], next_cursor=next_cursor)
 
 
-@router.get("/{job_id}", response_model=JobPublic)
+@router.get(
+    "/{job_id}",
+    operation_id="getJob",
+    response_model=schemas.Job,
+    responses=errors(*V1_GUARD, 404, 422, s422="`format` or `vectors` is not one it takes."),
+)
 async def get_job(
     job_id: str,
     state: StateDep,
@@ -267,9 +298,14 @@ async def get_job(
 
 @router.post(
     "/{job_id}/cancel",
+    operation_id="cancelJob",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=CancelAnswer,
-    responses={200: {"model": CancelAnswer, "description": "The job had already finished."}},
+    response_description="Cancelled (it had not started), or asked to stop (it runs).",
+    responses={
+        200: {"model": CancelAnswer, "description": "The job had already finished: as it was."},
+        **errors(*V1_GUARD, 404),
+    },
 )
 async def cancel_job(
     job_id: str, state: StateDep, tenant: TenantDep, response: Response

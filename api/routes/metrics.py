@@ -11,12 +11,25 @@ from redis.exceptions import RedisError
 
 from aijobs.api.auth import bearer_key
 from aijobs.api.deps import StateDep
+from aijobs.api.openapi import errors
 from aijobs.metrics import QUEUE_DEPTH
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    operation_id="getMetrics",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The Prometheus text exposition format.",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        },
+        **errors(401, 413, s401="`AIJOBS_METRICS_TOKEN` is set and the scrape lacks it."),
+    },
+    openapi_extra={"security": [{}, {"MetricsToken": []}]},
+)
 def metrics(
     state: StateDep, authorization: Annotated[str | None, Header(include_in_schema=False)] = None
 ) -> Response:

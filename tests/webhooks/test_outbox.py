@@ -35,7 +35,7 @@ def ended_job(repo: JobRepository, url: str | None = HOOK, **result: Any) -> str
                       webhook_url=url)  # fmt: skip
     assert repo.claim(job.id, seen_attempts=0, id_block=10) is not None
     assert repo.transition(job.id, attempt=1, status=JobStatus.SUCCEEDED,
-                           result=result or {"text": "hi"})  # fmt: skip
+                           result=result or {"text": "hi", "finish_reason": "stop"})  # fmt: skip
     return job.id
 
 

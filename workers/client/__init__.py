@@ -12,9 +12,10 @@ with the same methods.
                 print(piece, end="", flush=True)
         print(client.wait(job.id).result)
 
-Methods return the API's own models (``JobPublic``, ``JobPage``, ``CancelAnswer``,
-``EventToken``); errors are ``ApiError`` (the API refused: ``status``, ``detail``,
-``code``), ``ApiUnavailable`` (it could not be reached through every retry) and
+Methods return the API's own models (a job as its kind's ``JobPublic``: ``GenerateJob``,
+``ExtractJob`` or ``EmbedJob``, whose ``result`` is a dict of that kind's keys; ``JobPage``,
+``CancelAnswer``, ``EventToken``); errors are ``ApiError`` (the API refused: ``status``,
+``detail``, ``code``), ``ApiUnavailable`` (it could not be reached through every retry) and
 ``WaitTimeout``, all ``aijobs.errors.AijobsError``. Requests are retried on connection
 errors, 429 (after its ``Retry-After``) and 502-504; a submit carries an
 ``Idempotency-Key`` so its retries make one job. ``events()`` resumes by itself after a
@@ -35,9 +36,16 @@ from aijobs.errors import AijobsError, ErrorCode
 from aijobs.schemas import (
     CancelAnswer,
     EmbedInput,
+    EmbedJob,
+    EmbedResult,
+    ErrorBody,
     EventToken,
     ExtractInput,
+    ExtractJob,
+    ExtractResult,
     GenerateInput,
+    GenerateJob,
+    GenerateResult,
     JobError,
     JobKind,
     JobPage,
@@ -57,11 +65,18 @@ __all__ = [
     "CancelAnswer",
     "Client",
     "EmbedInput",
+    "EmbedJob",
+    "EmbedResult",
     "Embeddings",
+    "ErrorBody",
     "ErrorCode",
     "EventToken",
     "ExtractInput",
+    "ExtractJob",
+    "ExtractResult",
     "GenerateInput",
+    "GenerateJob",
+    "GenerateResult",
     "JobBody",
     "JobError",
     "JobEvent",

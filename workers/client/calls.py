@@ -20,6 +20,7 @@ from aijobs.client.errors import ApiError
 from aijobs.client.retry import parse_retry_after
 from aijobs.client.vectors import Embeddings
 from aijobs.schemas import (
+    JOB_ADAPTER,
     CancelAnswer,
     EmbedInput,
     EventToken,
@@ -96,6 +97,11 @@ def api_error(response: httpx.Response) -> ApiError:
 
 def _model(model: type[BaseModel]) -> Callable[[httpx.Response], Any]:
     return lambda response: model.model_validate_json(response.content)
+
+
+def _job(response: httpx.Response) -> JobPublic:
+    """A job answer as its kind's model (``GenerateJob`` ...), as pages and cancels are."""
+    return JOB_ADAPTER.validate_json(response.content)
 
 
 def _job_path(job_id: str, tail: str = "") -> str:
@@ -181,7 +187,7 @@ def submit(body: JobBody, idempotency_key: str | None) -> Call[JobPublic]:
     request carries the same one and the API creates one job however many arrive."""
     key = idempotency_key or uuid.uuid4().hex
     request = Request("POST", "/v1/jobs", json=body_json(body), headers={"Idempotency-Key": key})
-    return Call(request, _model(JobPublic))
+    return Call(request, _job)
 
 
 def get(job_id: str, *, vectors: bool, vector_format: VectorFormat) -> Call[JobPublic]:
@@ -191,14 +197,14 @@ def get(job_id: str, *, vectors: bool, vector_format: VectorFormat) -> Call[JobP
         params["vectors"] = "false"
     elif vector_format != "float":
         params["format"] = vector_format
-    return Call(Request("GET", _job_path(job_id), params=params), _model(JobPublic))
+    return Call(Request("GET", _job_path(job_id), params=params), _job)
 
 
 def embeddings(job_id: str) -> Call[Embeddings]:
     """An embedding job's vectors, fetched as base64 float32 (the compact form)."""
 
     def parse(response: httpx.Response) -> Embeddings:
-        job = JobPublic.model_validate_json(response.content)
+        job = _job(response)
         return Embeddings.from_result(job.id, job.status, job.result)
 
     return Call(Request("GET", _job_path(job_id), params={"format": "base64"}), parse)
