@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import tempfile
 from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from aijobs.logs import uvicorn_log_config
@@ -103,18 +106,38 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def run_api(settings: Settings, *, host: str, port: int, access_log: bool) -> None:
-    """Serve the API in this process until stopped."""
+def run_api(
+    settings: Settings, *, host: str, port: int, access_log: bool, workers: int = 1
+) -> None:
+    """Serve the API in this process until stopped; with ``workers`` > 1, in that many
+    processes sharing the port (each with its own connections, hub and intake)."""
     from aijobs.api.main import create_app
 
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
+    common: dict[str, Any] = {
+        "host": host,
+        "port": port,
         # uvicorn's error and access loggers write through the process's one handler (in
         # its format, JSON or text) rather than handlers of their own.
-        log_config=uvicorn_log_config(),
-        log_level="info" if access_log else "warning",
-        access_log=access_log,
+        "log_config": uvicorn_log_config(),
+        "log_level": "info" if access_log else "warning",
+        "access_log": access_log,
         **uvicorn_options(settings),
-    )
+    }
+    if workers <= 1:
+        uvicorn.run(create_app(settings), **common)
+        return
+    # Each process counts its own metrics into files of one directory, which any of them
+    # sums up when /metrics is scraped (prometheus_client's multiprocess mode).
+    with tempfile.TemporaryDirectory(prefix="aijobs-api-metrics-") as metrics_dir:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        uvicorn.run(f"{__name__}:app_from_environment", factory=True, workers=workers, **common)
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one of several API processes, from the environment's settings (the
+    module globals ``uvicorn_options`` sets must be set in each process too)."""
+    from aijobs.api.main import create_app
+
+    settings = Settings()
+    uvicorn_options(settings)
+    return create_app(settings)

@@ -66,13 +66,17 @@ RATE_LIMIT_WAITS = Counter(
 RATE_LIMIT_WAIT_SECONDS = Counter(
     "aijobs_rate_limit_wait_seconds", "Time calls were held back by the limiter.", ["model"]
 )
-STREAM_READERS = Gauge("aijobs_stream_readers", "Open event readers.", ["transport"])
+#: The multiprocess modes matter under ``aijobs api --workers N`` only: readers add up
+#: across the API's processes; the queue's depth is the same figure read by any of them.
+STREAM_READERS = Gauge(
+    "aijobs_stream_readers", "Open event readers.", ["transport"], multiprocess_mode="livesum"
+)
 RESCUED = Counter("aijobs_jobs_rescued", "Jobs re-enqueued by the reconciler.", ["reason"])
 
 
 QUEUE_DEPTH = Gauge(
     "aijobs_queue_depth", "Jobs waiting per kind (every tenant's list), read at scrape time.",
-    ["queue"],
+    ["queue"], multiprocess_mode="mostrecent",
 )  # fmt: skip
 
 

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import hmac
+import os
 from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Response, status
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    generate_latest,
+    multiprocess,
+)
 from redis.exceptions import RedisError
 
 from aijobs.api.auth import bearer_key
@@ -52,4 +59,13 @@ def metrics(
         waiting = {}  # a scrape must not fail because Redis blinked; the gauge keeps its last
     for kind, depth in waiting.items():
         QUEUE_DEPTH.labels(kind).set(depth)
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(_registry()), media_type=CONTENT_TYPE_LATEST)
+
+
+def _registry() -> CollectorRegistry:
+    """This process's metrics; under ``aijobs api --workers N``, all N processes' summed."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return registry

@@ -45,7 +45,8 @@ def cmd_api(args: argparse.Namespace) -> int:
     """Run the HTTP API."""
     from aijobs.api.server import run_api
 
-    run_api(_settings(), host=args.host, port=args.port, access_log=args.access_log)
+    run_api(_settings(), host=args.host, port=args.port, access_log=args.access_log,
+            workers=args.workers)  # fmt: skip
     return 0
 
 
@@ -258,6 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=8000)
     api.add_argument("--access-log", action="store_true")
+    api.add_argument(
+        "--workers", type=int, default=1,
+        help="API processes sharing the port (each serves every route; default 1)",
+    )  # fmt: skip
     api.set_defaults(func=cmd_api)
 
     worker = sub.add_parser("worker", help="run a Celery worker")
