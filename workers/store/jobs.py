@@ -11,18 +11,21 @@ import base64
 import re
 import secrets
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Update, and_, case, delete, func, or_, select, update
+from sqlalchemy import Connection, Update, and_, case, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer
 
 from aijobs.errors import InvalidInput
 from aijobs.schemas import TERMINAL_STATUSES, JobStatus
+from aijobs.store import hot
 from aijobs.store.db import Database
+from aijobs.store.grouped import GroupedWrites
+from aijobs.store.hot import Claim
 from aijobs.store.models import EmbeddingBatch, Job, utcnow
 from aijobs.store.submits import NewJob, insert_jobs
 from aijobs.webhooks.outbox import add_terminal as add_webhook_event
@@ -32,6 +35,7 @@ _CLAIMABLE = [s.value for s in (JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.
 #: Transitions go through the table, not the ORM: the hot path of every job pays for
 #: them, and the ORM's bulk-update machinery costs more than the statement.
 _jobs = Job.__table__
+T = TypeVar("T")
 
 
 class CursorError(InvalidInput):
@@ -80,18 +84,6 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 
 @dataclass(frozen=True, slots=True)
-class Claim:
-    """A started attempt: its number and the event ids reserved for it."""
-
-    attempt: int
-    #: The attempt's ids start above this one...
-    floor: int
-    #: ...and are reserved up to this one (the flusher extends it ahead of use).
-    reserved: int
-    cancel_requested: bool = False
-
-
-@dataclass(frozen=True, slots=True)
 class WaitingJob:
     """What the queue needs to know of an unfinished job."""
 
@@ -105,10 +97,26 @@ class WaitingJob:
 
 
 class JobRepository:
-    """The only place that reads or writes job rows."""
+    """The only place that reads or writes job rows.
 
-    def __init__(self, db: Database) -> None:
+    With ``writes`` (a worker's), job starts and ends of all its threads share commits
+    (``aijobs.store.grouped``); without, each write is its own transaction.
+    """
+
+    def __init__(self, db: Database, *, writes: GroupedWrites | None = None) -> None:
         self.db = db
+        self._writes = writes
+
+    def close(self) -> None:
+        """Finish the grouped writes waiting (the engine stays: ``db.dispose`` closes it)."""
+        if self._writes is not None:
+            self._writes.close()
+
+    def _write(self, write: Callable[[Connection], T]) -> T:
+        if self._writes is not None:
+            return self._writes.run(write)
+        with self.db.engine.begin() as conn:
+            return write(conn)
 
     def create(
         self,
@@ -191,8 +199,15 @@ class JobRepository:
             update(_jobs)
             .where(_jobs.c.id == job_id)
             .values(
-                {"input": {}, "result": None, "error": error, "metadata": {},
-                 "purged_at": utcnow(), "idempotency_key": None, "request_hash": None}
+                {
+                    "input": {},
+                    "result": None,
+                    "error": error,
+                    "metadata": {},
+                    "purged_at": utcnow(),
+                    "idempotency_key": None,
+                    "request_hash": None,
+                }
             )
         )
         with self.db.engine.begin() as conn:
@@ -239,14 +254,12 @@ class JobRepository:
         """A job by id; with ``tenant``, only if it belongs to that tenant.
 
         ``without`` names columns not to load (``"input"``, ``"result"``, ...): a status
-        read must not pull a megabyte of prompt it does not return. Reading one of them
-        afterwards raises.
+        read must not pull a megabyte of prompt it does not return. They read as None.
         """
         if not is_job_id(job_id):
             return None
-        options = [defer(getattr(Job, name), raiseload=True) for name in without]
-        with self.db.session() as session:
-            job = session.get(Job, job_id, options=options)
+        with self.db.engine.connect() as conn:
+            job = hot.read_job(conn, job_id, without)
         if job is None or (tenant is not None and job.tenant != tenant):
             return None
         return job
@@ -286,32 +299,9 @@ class JobRepository:
         running (its worker vanished), and reserve ``id_block`` event ids above every id
         an earlier attempt may have used.
         """
-        attempt = seen_attempts + 1
-        now = utcnow()
-        stmt = (
-            update(_jobs)
-            .where(
-                _jobs.c.id == job_id,
-                _jobs.c.attempts == seen_attempts,
-                _jobs.c.status.in_(_CLAIMABLE),
-            )
-            .values(
-                attempts=attempt,
-                status=JobStatus.RUNNING.value,
-                updated_at=now,
-                started_at=func.coalesce(_jobs.c.started_at, now),
-                losses=_jobs.c.losses
-                + case((_jobs.c.status == JobStatus.RUNNING.value, 1), else_=0),
-                last_event_id=func.coalesce(_jobs.c.last_event_id, 0) + id_block,
-            )
-            .returning(_jobs.c.last_event_id, _jobs.c.cancel_requested)
+        return self._write(
+            lambda conn: hot.claim(conn, job_id, seen_attempts=seen_attempts, id_block=id_block)
         )
-        with self.db.engine.begin() as conn:
-            row = conn.execute(stmt).first()
-        if row is None:
-            return None
-        reserved = int(row[0])
-        return Claim(attempt, reserved - id_block, reserved, bool(row[1]))
 
     def reserve_events(self, wanted: Sequence[tuple[str, int, int]]) -> set[tuple[str, int]]:
         """Raise the event-id reservation of running attempts: (job, attempt, up to).
@@ -352,39 +342,31 @@ class JobRepository:
         last_event_id: int | None = None,
         failed_attempt: bool = False,
         run_at: datetime | None = None,
+        webhook: bool = True,
     ) -> bool:
         """Move the running attempt ``attempt`` to ``status``; False if it is no longer current.
+
+        ``webhook=False`` says the job has no webhook URL (its row was read): the outbox
+        is not even asked.
 
         A terminal move also records the id its closing event will have, so the outcome
         can be served with the same ids after the event stream is gone. A move to
         ``retrying`` counts a failure when ``failed_attempt`` (a hand-off or a wait for
         budget does not) and records when the job may run again.
         """
-        now = utcnow()
-        values: dict[str, Any] = {"status": status.value, "updated_at": now}
-        if status in TERMINAL_STATUSES:
-            values |= {"result": result, "error": error, "usage": usage, "finished_at": now}
-            if last_event_id is not None:
-                values["last_event_id"] = last_event_id
-        else:
-            values["run_at"] = run_at
-            if failed_attempt:
-                values["failures"] = _jobs.c.failures + 1
-        stmt = (
-            update(_jobs)
-            .where(
-                _jobs.c.id == job_id,
-                _jobs.c.attempts == attempt,
-                _jobs.c.status == JobStatus.RUNNING.value,
-            )
-            .values(**values)
-        )
-        with self.db.engine.begin() as conn:
-            if conn.execute(stmt).rowcount != 1:
-                return False
-            if status in TERMINAL_STATUSES:  # webhooks: the event, in the same transaction
+        terminal = status in TERMINAL_STATUSES
+
+        def write(conn: Connection) -> bool:
+            if not terminal:
+                return hot.wait(conn, job_id, attempt=attempt, status=status, run_at=run_at,
+                                failed_attempt=failed_attempt)  # fmt: skip
+            ended = hot.end(conn, job_id, attempt=attempt, status=status, result=result,
+                            error=error, usage=usage, last_event_id=last_event_id)  # fmt: skip
+            if ended and webhook:  # webhooks: the event, in the same transaction
                 add_webhook_event(conn, job_id, status.value)
-        return True
+            return ended
+
+        return self._write(write)
 
     def defer_unclaimed(
         self, job_id: str, *, seen_attempts: int, run_at: datetime, events: int
@@ -463,9 +445,7 @@ class JobRepository:
         with self.db.engine.begin() as conn:
             row = conn.execute(
                 update(_jobs)
-                .where(
-                    _jobs.c.id == job_id, _jobs.c.tenant == tenant, _jobs.c.status.in_(waiting)
-                )
+                .where(_jobs.c.id == job_id, _jobs.c.tenant == tenant, _jobs.c.status.in_(waiting))
                 .values(
                     status=JobStatus.CANCELLED.value,
                     cancel_requested=True,

@@ -377,6 +377,7 @@ class Attempt:
             lambda: self.ctx.repo.transition(
                 self.job.id, attempt=self.number, status=status, result=result,
                 error=error, usage=usage, last_event_id=last,
+                webhook=self.job.webhook_url is not None,
             )
         )  # fmt: skip
         if not recorded:

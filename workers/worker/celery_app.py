@@ -40,6 +40,18 @@ def send_job(app: Celery, job_id: str, kind: str) -> None:
     )
 
 
+def send_jobs(app: Celery, kind: str, job_ids: list[str]) -> None:
+    """``send_job`` for many jobs of one kind, in one pipeline (kombu's batch publish):
+    a burst of job starts waits for one round trip, not one per job."""
+    if len(job_ids) == 1:
+        send_job(app, job_ids[0], kind)
+        return
+    with app.producer_or_acquire() as producer, producer.batch():
+        for job_id in job_ids:
+            app.send_task(TASK_NAMES[kind], args=[job_id], kwargs={"kind": kind},
+                          exchange="", routing_key=kind, producer=producer)  # fmt: skip
+
+
 def create_celery_app(settings: Settings) -> Celery:
     """A Celery app on the configured Redis broker (Sentinel too), hardened like every
     Redis connection of ours (timeouts, keepalive, health checks)."""
@@ -72,8 +84,11 @@ def create_celery_app(settings: Settings) -> Celery:
             "interval_step": 0.2,
             "interval_max": 0.5,
         },
+        # Flower's view: received, started, and how each delivery ended. Not "sent": the
+        # feeder sends every job a worker starts, and that event (a PUBLISH per job) would
+        # only say what "received" says a moment later.
         worker_send_task_events=True,
-        task_send_sent_event=True,
+        task_send_sent_event=False,
         task_default_queue=JobKind.GENERATE.value,
         task_routes={name: {"queue": kind} for kind, name in TASK_NAMES.items()},
         worker_hijack_root_logger=False,
@@ -111,12 +126,10 @@ def runtime_for(app: Celery) -> WorkerContext:
             concurrency = app.conf.worker_concurrency or settings.worker_concurrency
             kinds = getattr(app, "aijobs_queues", None) or QUEUES
 
-            def send(job_id: str, kind: str) -> None:
-                send_job(app, job_id, kind)
+            def send(kind: str, job_ids: list[str]) -> None:
+                send_jobs(app, kind, job_ids)
 
-            runtime = WorkerContext.build(
-                settings, send=send, concurrency=concurrency, kinds=kinds
-            )
+            runtime = WorkerContext.build(settings, send=send, concurrency=concurrency, kinds=kinds)
             app.aijobs_runtime = runtime  # type: ignore[attr-defined]
             _RUNTIMES.add(runtime)
     return runtime

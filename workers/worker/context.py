@@ -18,6 +18,7 @@ from aijobs.ratelimit import RateLimiter
 from aijobs.schemas import JobKind
 from aijobs.settings import Settings
 from aijobs.store import Database, JobRepository
+from aijobs.store.grouped import GroupedWrites
 from aijobs.store.migrate import require_current
 from aijobs.webhooks.sender import WebhookSender
 from aijobs.worker.feeder import Feeder, Send
@@ -92,7 +93,10 @@ class WorkerContext:
         redis = sync_client(
             settings.redis_target(), max_connections=slots + 20, name="aijobs-worker"
         )
-        repo = JobRepository(Database(settings.database_url, pool_size=min(slots, 20)))
+        db = Database(settings.database_url, pool_size=min(slots, 20))
+        # Job starts and ends of every thread share commits (a burst of starts would wait
+        # for one commit each otherwise).
+        repo = JobRepository(db, writes=GroupedWrites(db))
         require_current(repo.db.engine, settings.database_url)
         writer = EventWriter(
             redis,
@@ -195,6 +199,7 @@ class WorkerContext:
         self.watchdog.stop()
         self.leases.stop()
         self.writer.stop()
+        self.repo.close()
         close = getattr(self.provider, "close", None)
         if close is not None:
             close()

@@ -25,8 +25,8 @@ from aijobs.schemas import JobKind
 
 log = logging.getLogger(__name__)
 
-#: Send one job's task: (job id, kind).
-Send = Callable[[str, str], None]
+#: Send the tasks of jobs of one kind: (kind, job ids), in one round trip if it can.
+Send = Callable[[str, list[str]], None]
 #: How long a registration of this process's slots lives without renewal.
 _REGISTRATION_TTL_S = 10.0
 
@@ -76,16 +76,18 @@ class Feeder:
                 tenant_cap=self._tenant_cap,
                 dispatch_ttl_s=self._dispatch_timeout_s,
             )
-            for job_id, tenant in taken:
-                try:
-                    self._send(job_id, kind.value)
-                    sent += 1
-                except Exception as exc:
-                    # Not sent: back in its list, in front (it keeps its arrival number
-                    # only if still there; a re-push is the next best).
-                    log.warning("could not send job %s to the broker (%s)", job_id, exc)
+            if not taken:
+                continue
+            try:
+                self._send(kind.value, [job_id for job_id, _ in taken])
+                sent += len(taken)
+            except Exception as exc:
+                # Not sent (or not all: the batch is one pipeline): back in their lists.
+                # A job sent all the same runs once: its lease fences the second delivery.
+                log.warning("could not send %d job(s) to the broker (%s)", len(taken), exc)
+                for job_id, tenant in taken:
                     self._queue.push(QueuedJob(job_id, kind.value, tenant))
-                    self._queue.release_tenant_slots([(job_id, tenant)])
+                self._queue.release_tenant_slots(taken)
         self.sent += sent
         return sent
 
