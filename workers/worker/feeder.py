@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 
 from redis.exceptions import RedisError
 
-from aijobs.fairqueue import FairQueue, QueuedJob
+from aijobs.fairqueue import FairQueue
 from aijobs.schemas import JobKind
 
 log = logging.getLogger(__name__)
@@ -76,16 +76,16 @@ class Feeder:
                 tenant_cap=self._tenant_cap,
                 dispatch_ttl_s=self._dispatch_timeout_s,
             )
-            for job_id, tenant in taken:
+            for job in taken:
                 try:
-                    self._send(job_id, kind.value)
+                    self._send(job.id, kind.value)
                     sent += 1
                 except Exception as exc:
-                    # Not sent: back in its list, in front (it keeps its arrival number
-                    # only if still there; a re-push is the next best).
-                    log.warning("could not send job %s to the broker (%s)", job_id, exc)
-                    self._queue.push(QueuedJob(job_id, kind.value, tenant))
-                    self._queue.release_tenant_slots([(job_id, tenant)])
+                    # Not sent: back in its list, with its priority (it keeps its arrival
+                    # number only if still there; a re-push is the next best).
+                    log.warning("could not send job %s to the broker (%s)", job.id, exc)
+                    self._queue.push(job)
+                    self._queue.release_tenant_slots([(job.id, job.tenant)])
         self.sent += sent
         return sent
 
