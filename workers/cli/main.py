@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 _ALL_QUEUES = "generate,extract,embed"
 _DESCRIPTION = (
     "Background AI jobs (generate, extract, embed). Run the system with dev, api, worker, "
-    "flower and simulator; use its API with submit, jobs, show, follow and cancel "
+    "flower and simulator; use its API with submit, jobs, show, follow, cancel, retry "
+    "and delete "
     "(AIJOBS_URL, AIJOBS_API_KEY). Exit codes: 0 ok, 1 the job failed or was cancelled, "
     "2 bad usage, 3 the API refused or could not be reached."
 )
@@ -219,10 +220,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if job is None:
         print(f"aijobs: no job {args.job_id}", file=sys.stderr)
         return 1
-    meta = {**(job.meta or {}), "replay_of": job.id}
-    new = repo.create(
-        tenant=job.tenant, kind=job.kind, model=job.model, payload=job.input, meta=meta
-    )
+    if job.purged_at is not None:
+        print(f"aijobs: job {job.id} was purged or deleted: its input is gone", file=sys.stderr)
+        return 1
+    new = repo.replay(job)
     # Into the fair queue the workers' feeders read, as the API queues a submit; if Redis
     # is down the row stays queued and a worker's reconciler queues it later.
     redis = sync_client(settings.redis_target(), max_connections=2)
