@@ -12,7 +12,7 @@ from aijobs import __version__
 from aijobs.api.errors import install_error_handlers
 from aijobs.api.guards import RequestGuard
 from aijobs.api.openapi import install_openapi
-from aijobs.api.routes import console, events, health, jobs, metrics
+from aijobs.api.routes import batch, console, events, health, jobs, metrics
 from aijobs.api.state import ApiState
 from aijobs.settings import Settings
 
@@ -90,6 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.include_router(health.router)
     app.include_router(metrics.router)
+    app.include_router(batch.router)  # before jobs: /v1/jobs/batch is no job id
     app.include_router(jobs.router)
     app.include_router(events.router)
     app.include_router(console.router)

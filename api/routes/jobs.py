@@ -141,12 +141,12 @@ async def submit_job(
         # even at the tenant's limits (looked up only here, off the common path).
         if key is None or (held := await run_in_threadpool(_held, state, tenant, key)) is None:
             raise
-        digest = _prepare(body, state, tenant, size, key).request_hash
+        digest = prepare_new_job(body, state, tenant, size, key).request_hash
         return await _replayed(state, held, digest, response)
     if size > OFF_LOOP_BYTES:  # a big body's dump and hash would stall every other request
-        new = await run_in_threadpool(_prepare, body, state, tenant, size, key)
+        new = await run_in_threadpool(prepare_new_job, body, state, tenant, size, key)
     else:
-        new = _prepare(body, state, tenant, size, key)
+        new = prepare_new_job(body, state, tenant, size, key)
     (outcome,) = await state.intake.submit([new])
     if not outcome.created:
         return await _replayed(state, outcome.job, new.request_hash, response)
@@ -165,7 +165,9 @@ async def submit_job(
 OFF_LOOP_BYTES = 64 * 1024
 
 
-def _prepare(body: JobInput, state: ApiState, tenant: str, size: int, key: str | None) -> NewJob:
+def prepare_new_job(
+    body: JobInput, state: ApiState, tenant: str, size: int, key: str | None
+) -> NewJob:
     """The checks the model cannot make alone, then the row to insert (with the request's
     hash when it has an Idempotency-Key)."""
     check_shape(body, state.settings)
