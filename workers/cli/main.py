@@ -26,8 +26,7 @@ if TYPE_CHECKING:
 _ALL_QUEUES = "generate,extract,embed"
 _DESCRIPTION = (
     "Background AI jobs (generate, extract, embed). Run the system with dev, api, worker, "
-    "flower and simulator; use its API with submit, jobs, show, follow, cancel, retry "
-    "and delete "
+    "flower and simulator; use its API with submit, jobs, show, follow and cancel "
     "(AIJOBS_URL, AIJOBS_API_KEY). Exit codes: 0 ok, 1 the job failed or was cancelled, "
     "2 bad usage, 3 the API refused or could not be reached."
 )
