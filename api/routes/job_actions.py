@@ -27,7 +27,7 @@ from aijobs.api.routes.jobs import cancel_job, queued_job, to_public
 from aijobs.api.state import ApiState
 from aijobs.errors import Conflict, NotFound
 from aijobs.jsonsize import json_bytes
-from aijobs.schemas import JOB_INPUT_ADAPTER, JobPublic, JobStatus
+from aijobs.schemas import JOB_INPUT_ADAPTER, JobPublic, JobStatus, WebhookView
 from aijobs.store.jobs import IdempotencyConflict
 from aijobs.store.models import Job
 from aijobs.store.retention import scrub_jobs
@@ -121,7 +121,8 @@ async def retry_job(
     await run_in_threadpool(_push, state, new)
     metrics.JOBS_SUBMITTED.labels(new.kind).inc()
     response.headers["Location"] = f"/v1/jobs/{new.id}"
-    return to_public(new)
+    webhook = WebhookView(url=new.webhook_url, state="waiting") if new.webhook_url else None
+    return to_public(new, webhook)
 
 
 def _held(state: ApiState, tenant: str, key: str) -> Job | None:
