@@ -12,6 +12,8 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
@@ -20,7 +22,13 @@ from starlette.concurrency import run_in_threadpool
 from aijobs.errors import InvalidInput, LimitReached, TooLarge
 from aijobs.jsonsize import deeper_than, json_bytes
 from aijobs.kinds.schema import MAX_JSON_DEPTH, SchemaRejected, prepare_schema
-from aijobs.schemas import EmbedInput, ExtractInput, GenerateInput
+from aijobs.schemas import (
+    DEFAULT_PRIORITY,
+    SCHEDULING_FIELDS,
+    EmbedInput,
+    ExtractInput,
+    GenerateInput,
+)
 from aijobs.settings import Settings
 from aijobs.webhooks.urls import UrlRejected, check_url
 
@@ -117,14 +125,96 @@ def _check_metadata(meta: dict[str, Any], settings: Settings) -> None:
         )
 
 
+#: A run_at further in the past than this is refused: a clock or a unit is wrong (a
+#: little in the past is a client's clock, or a retry: that job runs at once).
+MAX_RUN_AT_PAST = timedelta(days=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """When a job may start, and its priority."""
+
+    priority: int = DEFAULT_PRIORITY
+    #: Not before this (aware, UTC); None: at once.
+    run_at: datetime | None = None
+
+    @property
+    def epoch_s(self) -> float | None:
+        """``run_at`` as the fair queue takes it."""
+        return self.run_at.timestamp() if self.run_at is not None else None
+
+
+def check_schedule(body: JobBody, settings: Settings, *, now: datetime | None = None) -> Schedule:
+    """The job's priority and start time from ``run_at`` or ``delay_s`` (422 naming the
+    field for a time too far ahead or behind, or both given)."""
+    priority = DEFAULT_PRIORITY if body.priority is None else body.priority
+    now = now or datetime.now(UTC)
+    horizon_s = settings.max_schedule_ahead_s
+    if body.run_at is not None and body.delay_s is not None:
+        raise _unprocessable("run_at, delay_s: give one or the other, not both")
+    if body.delay_s is not None:
+        if body.delay_s > horizon_s:
+            raise _unprocessable(
+                f"delay_s: at most {horizon_s} seconds ahead (AIJOBS_MAX_SCHEDULE_AHEAD_S)"
+            )
+        run_at = now + timedelta(seconds=body.delay_s) if body.delay_s > 0 else None
+        return Schedule(priority, run_at)
+    if body.run_at is None:
+        return Schedule(priority)
+    # Compared before it is converted: a far-off time with an offset could not be.
+    ahead_s = (body.run_at - now).total_seconds()
+    if ahead_s > horizon_s:
+        raise _unprocessable(
+            f"run_at: at most {horizon_s} seconds ahead (AIJOBS_MAX_SCHEDULE_AHEAD_S); "
+            f"{body.run_at.isoformat()} is {ahead_s / 86_400:.0f} days away"
+        )
+    if -ahead_s > MAX_RUN_AT_PAST.total_seconds():
+        raise _unprocessable(
+            f"run_at: {body.run_at.isoformat()} is more than a day in the past "
+            "(omit run_at to start at once)"
+        )
+    return Schedule(priority, body.run_at.astimezone(UTC))
+
+
+def job_payload(body: JobBody) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What a job row stores as its input (the body without metadata and scheduling,
+    which have columns of their own), and what its Idempotency-Key hash covers: the
+    input plus the scheduling fields as given (a retry of ``delay_s=60`` a second later
+    is the same request)."""
+    payload = body.model_dump(mode="json", by_alias=True, exclude={"metadata", *SCHEDULING_FIELDS})
+    given = body.model_dump(mode="json", include=set(SCHEDULING_FIELDS), exclude_none=True)
+    return payload, payload | given
+
+
 async def check_tenant_limits(state: ApiState, tenant: str, jobs: int = 1) -> None:
     """Per-tenant submission rate and unfinished jobs (429 with Retry-After), for ``jobs``
     new jobs: one Redis round trip, and SQL at most once a second per tenant."""
+    await check_submit_rate(state, tenant, jobs)
+    settings = state.settings
+    if settings.tenant_max_active_jobs:
+        cap = settings.tenant_max_active_jobs
+        active = await state.active.current(tenant, limit=cap - jobs + 1)
+        if active + jobs > cap:
+            raise too_many_unfinished(settings, active)
+
+
+def too_many_unfinished(settings: Settings, active: int) -> LimitReached:
+    """The refusal of a job over ``AIJOBS_TENANT_MAX_ACTIVE_JOBS``."""
+    return LimitReached(
+        f"too many unfinished jobs: {active} (the limit is "
+        f"{settings.tenant_max_active_jobs}); wait for some to finish",
+        retry_after_s=5,
+    )
+
+
+async def check_submit_rate(state: ApiState, tenant: str, charges: int = 1) -> None:
+    """The tenant's submissions per second, ``charges`` of them (a batch is one
+    submission: its jobs count against the unfinished-jobs cap): 429 with Retry-After."""
     settings = state.settings
     if settings.tenant_submits_per_s:
         try:
             wait_s = 0.0
-            for _ in range(jobs):  # a batch is charged as its jobs one by one would be
+            for _ in range(charges):
                 wait_s = await state.submit_limiter.acquire_async(tenant, 0)
                 if wait_s > 0:
                     break
@@ -137,14 +227,6 @@ async def check_tenant_limits(state: ApiState, tenant: str, jobs: int = 1) -> No
             raise LimitReached(
                 f"too many submissions: at most {settings.tenant_submits_per_s} per second",
                 retry_after_s=wait_s,
-            )
-    if settings.tenant_max_active_jobs:
-        cap = settings.tenant_max_active_jobs
-        active = await state.active.current(tenant, limit=cap - jobs + 1)
-        if active + jobs > cap:
-            raise LimitReached(
-                f"too many unfinished jobs: {active} (the limit is {cap}); wait for some to finish",
-                retry_after_s=5,
             )
 
 

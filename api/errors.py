@@ -68,6 +68,15 @@ def describe(error: dict[str, Any]) -> dict[str, str]:
 
 def validation_response(errors: Sequence[dict[str, Any]]) -> JSONResponse:
     """422 with a one-line ``detail`` and the errors field by field."""
+    detail, described = validation_detail(errors)
+    return JSONResponse(
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+        content={"detail": detail, "errors": described},
+    )
+
+
+def validation_detail(errors: Sequence[dict[str, Any]]) -> tuple[str, list[dict[str, str]]]:
+    """A one-line ``detail`` of validation errors, and the errors field by field."""
     described = [describe(e) for e in errors]
     # A union reports every member's complaint; keep the most specific ones (a
     # complaint about `input[1]` makes the one about `input` as a whole noise).
@@ -80,10 +89,7 @@ def validation_response(errors: Sequence[dict[str, Any]]) -> JSONResponse:
         )
     ]
     detail = "; ".join(f"{d['field']}: {d['message']}" for d in described[:5])
-    return JSONResponse(
-        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
-        content={"detail": detail, "errors": described},
-    )
+    return detail, described
 
 
 def refusal_response(exc: Refused) -> JSONResponse:

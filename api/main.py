@@ -12,7 +12,7 @@ from aijobs import __version__
 from aijobs.api.errors import install_error_handlers
 from aijobs.api.guards import RequestGuard
 from aijobs.api.openapi import install_openapi
-from aijobs.api.routes import console, events, health, jobs, metrics
+from aijobs.api.routes import batch, console, events, health, job_actions, jobs, metrics
 from aijobs.api.state import ApiState
 from aijobs.settings import Settings
 
@@ -25,7 +25,10 @@ Every `/v1` request carries `Authorization: Bearer <key>`. Every error answer is
 """
 
 _TAGS = [
-    {"name": "jobs", "description": "Submit, read, list and cancel jobs."},
+    {
+        "name": "jobs",
+        "description": "Submit (one, or a batch), read, list, cancel, retry and delete jobs.",
+    },
     {
         "name": "events",
         "description": "A job's events as Server-Sent Events, resumable by event id. "
@@ -83,14 +86,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST"],
+            allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
             expose_headers=["Location", "Idempotent-Replayed", "Retry-After"],
             max_age=600,
         )
     app.include_router(health.router)
     app.include_router(metrics.router)
+    app.include_router(batch.router)  # before jobs: /v1/jobs/batch is no job id
     app.include_router(jobs.router)
+    app.include_router(job_actions.router)
     app.include_router(events.router)
     app.include_router(console.router)
     return app

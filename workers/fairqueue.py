@@ -18,6 +18,7 @@ was lost; the reconciler puts the job back (see ``aijobs.worker.reconciler``).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -74,6 +75,8 @@ local due = tonumber(ARGV[5])
 if due > now_ms() then
   local member = kind .. '|' .. tenant .. '|' .. ARGV[3] .. '|' .. job
   redis.call('ZADD', '{keys.DELAYED}', due, member)
+  -- Feeders sleep until the next due job: wake one to look again (this one may be sooner).
+  if redis.call('LLEN', '{keys.WAKE}') < 4 then redis.call('LPUSH', '{keys.WAKE}', 1) end
   return 0
 end
 enqueue(kind, tenant, priority, job)
@@ -84,7 +87,7 @@ return 1
 
 # ARGV: kind, at most n, tenant cap (0: none), dispatch deadline (ms from now),
 #       default weight.
-# Returns {job, tenant, job, tenant, ...}: handed out now (already marked active).
+# Returns {job, tenant, priority, ...}: handed out now (already marked active).
 _TAKE = (
     _HELPERS
     + f"""
@@ -117,7 +120,7 @@ local out = {{}}
 if want <= 0 then return out end
 local r = ring(kind)
 local skipped = {{}}
-while #out < 2 * want do
+while #out < 3 * want do
   local head = redis.call('ZRANGE', r, 0, 0, 'WITHSCORES')
   if not head[1] then break end
   local tenant, vt = head[1], tonumber(head[2])
@@ -137,6 +140,7 @@ while #out < 2 * want do
       redis.call('ZADD', tenant_active(tenant), deadline, job)
       table.insert(out, job)
       table.insert(out, tenant)
+      table.insert(out, 9 - math.floor(tonumber(popped[2]) / 1e13))
       local weight = tonumber(redis.call('HGET', '{keys.WEIGHTS}', tenant) or default_weight)
       vt = vt + 1 / weight
       redis.call('HSET', vtimes(kind), tenant, vt)
@@ -180,7 +184,8 @@ class QueuedJob:
 
 
 def _due_ms(run_at_epoch_s: float | None) -> int:
-    return 0 if run_at_epoch_s is None else int(run_at_epoch_s * 1000)
+    # Rounded up: a job never becomes due before its time, not even by a millisecond.
+    return 0 if run_at_epoch_s is None else math.ceil(run_at_epoch_s * 1000)
 
 
 def push_args(job: QueuedJob, run_at_epoch_s: float | None = None) -> list[Any]:
@@ -226,14 +231,17 @@ class FairQueue:
 
     def take(
         self, kind: str, max_jobs: int, *, tenant_cap: int, dispatch_ttl_s: float
-    ) -> list[tuple[str, str]]:
+    ) -> list[QueuedJob]:
         """Hand out up to ``max_jobs`` of ``kind`` (free slots permitting), fairly across
-        tenants: [(job id, tenant)], each already marked active until it must start."""
+        tenants, each already marked active until it must start."""
         reply = self._take(
             args=[kind, max_jobs, tenant_cap, int(dispatch_ttl_s * 1000), self._default_weight]
         )
         items = [x.decode() if isinstance(x, bytes) else str(x) for x in reply]
-        return list(zip(items[::2], items[1::2], strict=True))
+        return [
+            QueuedJob(job_id, kind, tenant, int(priority))
+            for job_id, tenant, priority in zip(items[::3], items[1::3], items[2::3], strict=True)
+        ]
 
     def expired_active(self, kind: str, *, limit: int = 500) -> list[str]:
         """Jobs of ``kind`` that were handed out or running and lost their message or
@@ -294,15 +302,22 @@ class FairQueue:
             pipe.zscore(keys.pending_key(job.kind, job.tenant), job.id)
             pipe.zscore(keys.kind_active_key(job.kind), job.id)
             pipe.exists(keys.lease_key(job.id))
+            member = keys.delayed_member(job.kind, job.tenant, job.priority, job.id)
+            pipe.zscore(keys.DELAYED, member)
         replies = pipe.execute()
-        found = [a is not None or b is not None or bool(c) for a, b, c in
-                 zip(replies[::3], replies[1::3], replies[2::3], strict=True)]  # fmt: skip
-        delayed = self._delayed_jobs({job.id for job in jobs})
+        found = [
+            pending is not None or active is not None or bool(lease) or delayed is not None
+            for pending, active, lease, delayed in zip(
+                replies[::4], replies[1::4], replies[2::4], replies[3::4], strict=True
+            )
+        ]
+        missing = {job.id for job, hit in zip(jobs, found, strict=True) if not hit}
+        # Scheduled jobs can make the delayed set large: it is scanned only when an exact
+        # lookup missed (a job pushed with another priority than its row says, say).
+        delayed = self._delayed_jobs(missing) if missing else set()
         return [hit or job.id in delayed for hit, job in zip(found, jobs, strict=True)]
 
     def _delayed_jobs(self, wanted: set[str]) -> set[str]:
-        # The delayed set is small next to the waiting lists (retries, run_at): a scan of
-        # it beats asking for each member's exact string.
         out: set[str] = set()
         for member, _ in self._redis.zscan_iter(keys.DELAYED, count=1000):
             text = member.decode() if isinstance(member, bytes) else str(member)

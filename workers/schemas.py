@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, NotRequired
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
+from pydantic_core import PydanticCustomError
 
 # pydantic reads a TypedDict only from typing_extensions before Python 3.12.
 from typing_extensions import TypedDict
@@ -59,6 +61,57 @@ WebhookUrl = Annotated[
     ),
 ]
 
+#: Priorities run 0-9, 9 first (within the tenant's fair share); a job without one is 5.
+DEFAULT_PRIORITY = 5
+
+
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})"
+)
+
+
+def _rfc3339(value: Any) -> Any:
+    # pydantic would also take a number (or a string of digits) as seconds since the
+    # epoch, and a date alone; the contract says an RFC 3339 timestamp, and a bare number
+    # is more often a unit mistake than a time.
+    if value is None or isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        raise PydanticCustomError(
+            "rfc3339", "must be an RFC 3339 timestamp with a zone, e.g. 2030-01-01T09:00:00Z"
+        )
+    return value
+
+
+#: An RFC 3339 timestamp with a zone (``Z`` or ``+02:00``); naive ones are refused.
+Rfc3339 = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
+#: The job does not start before this (bounds: see ``aijobs.api.admission``).
+RunAt = Annotated[
+    Rfc3339 | None,
+    Field(default=None, description="RFC 3339 timestamp with a zone: the job starts no earlier"),
+]
+#: The same as a delay from now, in seconds (one of run_at and delay_s, not both).
+DelaySeconds = Annotated[
+    float | None,
+    Field(
+        default=None,
+        ge=0,
+        allow_inf_nan=False,
+        description="start no earlier than this many seconds from now (instead of run_at)",
+    ),
+]
+Priority = Annotated[
+    int | None,
+    Field(
+        default=None,
+        ge=0,
+        le=9,
+        description="0-9, 9 first, within the tenant's fair share (default 5)",
+    ),
+]
+#: The scheduling fields every kind's body has; they live in the row, not the input.
+SCHEDULING_FIELDS = frozenset({"run_at", "delay_s", "priority"})
+
 
 class Message(_Strict):
     """One chat message."""
@@ -77,6 +130,9 @@ class GenerateInput(_Strict):
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     metadata: Metadata
     webhook_url: WebhookUrl
+    run_at: RunAt
+    delay_s: DelaySeconds
+    priority: Priority
 
 
 class ExtractInput(_Strict):
@@ -89,6 +145,9 @@ class ExtractInput(_Strict):
     instructions: str | None = Field(default=None, max_length=100_000)
     metadata: Metadata
     webhook_url: WebhookUrl
+    run_at: RunAt
+    delay_s: DelaySeconds
+    priority: Priority
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -104,6 +163,9 @@ class EmbedInput(_Strict):
     dimensions: int | None = Field(default=None, ge=1, le=65_536)
     metadata: Metadata
     webhook_url: WebhookUrl
+    run_at: RunAt
+    delay_s: DelaySeconds
+    priority: Priority
 
 
 JobInput = Annotated[GenerateInput | ExtractInput | EmbedInput, Field(discriminator="kind")]
@@ -235,6 +297,12 @@ class JobPublic(_Answer):
     webhook: WebhookView | None = Field(
         default=None, description="the job's webhook and its delivery attempts, if it has one"
     )
+    priority: int = Field(default=DEFAULT_PRIORITY, description="0-9, 9 first")
+    run_at: datetime | None = Field(
+        default=None,
+        description="not before this: the submitted run_at, moved on by a retry's backoff "
+        "or a wait for budget; null when it could start at once",
+    )
 
 
 class GenerateJob(JobPublic):
@@ -273,6 +341,32 @@ class JobPage(_Answer):
 
     data: list[Job]
     next_cursor: str | None
+
+
+class BatchInput(_Strict):
+    """``POST /v1/jobs/batch``: job bodies, each as ``POST /v1/jobs`` takes it, plus an
+    optional ``idempotency_key``. Items are validated one by one (a bad one fails
+    alone), so they are plain JSON objects here."""
+
+    jobs: list[Any] = Field(min_length=1, description="job bodies (see AIJOBS_BATCH_MAX_JOBS)")
+
+
+class BatchItemResult(_Answer):
+    """What became of one item of a batch: 202 and its job, or a 4xx and why."""
+
+    status: int
+    job: Job | None = None
+    detail: str | None = None
+    #: A 422's errors field by field, as ``POST /v1/jobs`` gives them.
+    errors: list[FieldError] | None = None
+    #: The item's Idempotency-Key named a job made before: that job, nothing new.
+    replayed: bool = False
+
+
+class BatchAnswer(_Answer):
+    """One result per item, in input order."""
+
+    results: list[BatchItemResult]
 
 
 class CancelAnswer(_Answer):

@@ -128,6 +128,14 @@ class Settings(BaseSettings):
     key_failures_per_s: int = Field(default=20, ge=0)
     #: How long an Idempotency-Key keeps returning the same job.
     idempotency_ttl_s: int = Field(default=86_400, ge=60)
+    #: How far ahead a job may be scheduled (run_at, delay_s): 30 days, the data
+    #: retention's default, so a scheduled job cannot outlive the promise of its data.
+    max_schedule_ahead_s: int = Field(default=30 * 86_400, ge=60)
+    #: Jobs in one POST /v1/jobs/batch.
+    batch_max_jobs: int = Field(default=500, ge=1, le=10_000)
+    #: How long DELETE of a running job waits for its cancel to take (it stops at its next
+    #: chunk, or between an embedding's batches) before it answers 409.
+    delete_wait_s: float = Field(default=10.0, ge=0.0, le=60.0)
     #: Signs short-lived event tokens for browsers; every API process needs the same one
     #: (at least 32 characters).
     token_secret: SecretStr | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from functools import partial
 from typing import Annotated, Literal
 
@@ -17,15 +18,17 @@ from aijobs import metrics, schemas
 from aijobs.api.admission import (
     check_idempotency_key,
     check_input,
+    check_schedule,
     check_shape,
     check_tenant_limits,
     check_webhook,
+    job_payload,
     request_hash,
 )
 from aijobs.api.deps import StateDep, TenantDep
 from aijobs.api.openapi import V1_GUARD, errors
 from aijobs.api.state import ApiState
-from aijobs.errors import Conflict, LimitReached, NotFound
+from aijobs.errors import Conflict, InvalidInput, LimitReached, NotFound
 from aijobs.events.control import append_once_async, flag_cancel
 from aijobs.events.protocol import EventType
 from aijobs.fairqueue import QueuedJob
@@ -37,9 +40,11 @@ from aijobs.schemas import (
     JobPage,
     JobPublic,
     JobStatus,
+    Rfc3339,
     WebhookView,
 )
 from aijobs.store.jobs import new_job_id
+from aijobs.store.listing import MAX_METADATA_FILTERS, ListFilters, Order, metadata_filter
 from aijobs.store.models import Job
 from aijobs.store.submits import NewJob
 from aijobs.vectors import json_vectors
@@ -54,6 +59,8 @@ _SUBMIT_HEADERS = {
     },
 }
 log = logging.getLogger(__name__)
+#: ``GET /v1/jobs?metadata.customer=acme``: a filter on the metadata key ``customer``.
+_METADATA_PARAM = "metadata."
 
 
 def to_public(job: Job, webhook: WebhookView | None = None) -> JobPublic:
@@ -75,6 +82,8 @@ def to_public(job: Job, webhook: WebhookView | None = None) -> JobPublic:
         metadata=job.meta or {},
         purged=job.purged_at is not None,
         webhook=webhook,
+        priority=job.priority,
+        run_at=job.run_at,
     )
 
 
@@ -132,12 +141,12 @@ async def submit_job(
         # even at the tenant's limits (looked up only here, off the common path).
         if key is None or (held := await run_in_threadpool(_held, state, tenant, key)) is None:
             raise
-        digest = _prepare(body, state, tenant, size, key).request_hash
+        digest = prepare_new_job(body, state, tenant, size, key).request_hash
         return await _replayed(state, held, digest, response)
     if size > OFF_LOOP_BYTES:  # a big body's dump and hash would stall every other request
-        new = await run_in_threadpool(_prepare, body, state, tenant, size, key)
+        new = await run_in_threadpool(prepare_new_job, body, state, tenant, size, key)
     else:
-        new = _prepare(body, state, tenant, size, key)
+        new = prepare_new_job(body, state, tenant, size, key)
     (outcome,) = await state.intake.submit([new])
     if not outcome.created:
         return await _replayed(state, outcome.job, new.request_hash, response)
@@ -156,21 +165,21 @@ async def submit_job(
 OFF_LOOP_BYTES = 64 * 1024
 
 
-def _prepare(body: JobInput, state: ApiState, tenant: str, size: int, key: str | None) -> NewJob:
+def prepare_new_job(
+    body: JobInput, state: ApiState, tenant: str, size: int, key: str | None
+) -> NewJob:
     """The checks the model cannot make alone, then the row to insert (with the request's
     hash when it has an Idempotency-Key)."""
     check_shape(body, state.settings)
     check_input(body, state, tenant, body_bytes=size)
     webhook_url = check_webhook(body, state.settings, tenant)
-    # An unset webhook_url stays out of the input (and its hash): a job without one hashes
-    # as it did before webhooks, so an Idempotency-Key retry across the upgrade replays.
-    unset = set() if body.webhook_url else {"webhook_url"}
-    payload = body.model_dump(mode="json", by_alias=True, exclude={"metadata", *unset})
+    schedule = check_schedule(body, state.settings)
+    payload, hashed = job_payload(body)
     return NewJob(
         id=new_job_id(), tenant=tenant, kind=body.kind, model=body.model, payload=payload,
         meta=body.metadata, idempotency_key=key,
-        request_hash=request_hash(payload, body.metadata) if key else None,
-        webhook_url=webhook_url,
+        request_hash=request_hash(hashed, body.metadata) if key else None,
+        priority=schedule.priority, run_at=schedule.run_at, webhook_url=webhook_url,
     )  # fmt: skip
 
 
@@ -214,12 +223,22 @@ async def _replayed(state: ApiState, job: Job, digest: str | None, response: Res
 
 
 def _requeue_if_missing(state: ApiState, job: Job) -> None:
-    queued = QueuedJob(job.id, job.kind, job.tenant, job.priority)
+    queued = queued_job(job)
     try:
         if not state.queue.where([queued])[0]:
-            state.queue.push(queued, run_at_epoch_s=job.run_at.timestamp() if job.run_at else None)
+            state.queue.push(queued, run_at_epoch_s=run_at_epoch_s(job))
     except (RedisError, OSError):
         pass  # the reconciler will
+
+
+def queued_job(job: Job) -> QueuedJob:
+    """What the fair queue holds of ``job``."""
+    return QueuedJob(job.id, job.kind, job.tenant, job.priority)
+
+
+def run_at_epoch_s(job: Job) -> float | None:
+    """When ``job`` may start, as the fair queue takes it."""
+    return job.run_at.timestamp() if job.run_at is not None else None
 
 
 @router.get(
@@ -227,26 +246,74 @@ def _requeue_if_missing(state: ApiState, job: Job) -> None:
     operation_id="listJobs",
     response_model=JobPage,
     responses=errors(
-        *V1_GUARD, 422, s422="A parameter out of range, or a cursor this API did not give out."
+        *V1_GUARD, 422, s422="A parameter out of range, a filter it cannot use (`detail` "
+        "names it), or a cursor this API did not give out (or gave out for another order)."
     ),
 )
 async def list_jobs(
+    request: Request,
     state: StateDep,
     tenant: TenantDep,
     status_: Annotated[JobStatus | None, Query(alias="status")] = None,
     kind: JobKind | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
+    order: Annotated[
+        Order,
+        Query(
+            description="created: newest first; run_at: the jobs that have a run_at "
+            "(scheduled, or waiting to retry), soonest first"
+        ),
+    ] = "created",
+    created_after: Annotated[
+        Rfc3339 | None, Query(description="created at or after this (RFC 3339, with a zone)")
+    ] = None,
+    created_before: Annotated[
+        Rfc3339 | None, Query(description="created before this (RFC 3339, with a zone)")
+    ] = None,
 ) -> JobPage:
-    """The caller's jobs, newest first."""
+    """The caller's jobs, newest first (or by ``run_at``).
+
+    Filter by metadata with ``metadata.KEY=VALUE`` (repeat for several keys; all must
+    match): jobs whose metadata has ``KEY`` with the string ``VALUE``, or a number
+    written so.
+    """
+    filters = ListFilters(
+        metadata=metadata_filters(request),
+        created_after=utc(created_after, "created_after"),
+        created_before=utc(created_before, "created_before"),
+        order=order,
+    )
     rows, next_cursor = await run_in_threadpool(
         partial(state.repo.list, tenant=tenant, status=status_, kind=kind, limit=limit,
-                cursor=cursor)
+                cursor=cursor, filters=filters)
     )  # a cursor this API did not give out is a CursorError: 422  # fmt: skip
     webhooks = (
         await run_in_threadpool(_webhooks, state, rows) if any(r.webhook_url for r in rows) else {}
     )
     return JobPage(data=[to_public(r, webhooks.get(r.id)) for r in rows], next_cursor=next_cursor)
+
+
+def metadata_filters(request: Request) -> tuple[tuple[str, str], ...]:
+    """The ``metadata.KEY=VALUE`` parameters of a listing (422 for a bad one)."""
+    found = [
+        metadata_filter(name.removeprefix(_METADATA_PARAM), value)
+        for name, value in request.query_params.multi_items()
+        if name.startswith(_METADATA_PARAM)
+    ]
+    if len(found) > MAX_METADATA_FILTERS:
+        raise InvalidInput(f"metadata: at most {MAX_METADATA_FILTERS} filters")
+    return tuple(found)
+
+
+def utc(value: datetime | None, name: str) -> datetime | None:
+    """An aware timestamp in UTC (the store compares UTC), or 422 if it has none."""
+    if value is None:
+        return None
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # year 1 with a positive offset, year 9999 with a negative one
+        raise InvalidInput(f"{name}: out of range") from None
 
 
 @router.get(

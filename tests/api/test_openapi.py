@@ -74,6 +74,7 @@ def tight_api(settings: Settings) -> Iterator[str]:
         metrics_token=METRICS_TOKEN,
         webhook_secret=WEBHOOK_SECRET,
         webhook_allowed_hosts=["127.0.0.1"],
+        delete_wait_s=0.0,
     )))  # fmt: skip
     yield url
     server.should_exit = True
@@ -205,6 +206,21 @@ def tour_main(check: DocumentCheck, apis: Apis) -> None:
     check.check(c.post(f"/v1/jobs/{fresh}/cancel"), "cancel a new job")
     _finished(c, fresh)
 
+    # Batches, retries and deletes.
+    batch = c.post("/v1/jobs/batch", json={"jobs": [GEN, {**GEN, "messages": []}, "x"]})
+    check.check(batch, "a batch, one good body and two bad")
+    for what, request in [("no jobs", {"json": {"jobs": []}}), ("not a batch", {"json": [GEN]}),
+                          ("an unknown field", {"json": {"jobs": [GEN], "x": 1}})]:  # fmt: skip
+        check.check(c.post("/v1/jobs/batch", **request), f"a batch with {what}")
+    failed = jobs["failed"]
+    again = c.post(f"/v1/jobs/{failed}/retry", headers={"Idempotency-Key": _unique("retry")})
+    check.check(again, "retry a failed job")
+    check.check(c.post(f"/v1/jobs/{finished}/retry"), "retry a succeeded job")
+    check.check(c.post(f"/v1/jobs/{failed}/retry", headers={"Idempotency-Key": "has space"}),
+                "retry with a bad Idempotency-Key")  # fmt: skip
+    _finished(c, again.json()["id"])
+    check.check(c.delete(f"/v1/jobs/{again.json()['id']}"), "delete a finished job")
+
     # Unknown ids, and bad input of every sort.
     for method, path in _v1_routes(UNKNOWN_ID):
         if UNKNOWN_ID in path:
@@ -234,7 +250,12 @@ def tour_main(check: DocumentCheck, apis: Apis) -> None:
 def _v1_routes(job_id: str) -> list[tuple[str, str]]:
     return [("POST", "/v1/jobs"), ("GET", "/v1/jobs"), ("GET", f"/v1/jobs/{job_id}"),
             ("POST", f"/v1/jobs/{job_id}/cancel"), ("GET", f"/v1/jobs/{job_id}/events"),
-            ("POST", f"/v1/jobs/{job_id}/token")]  # fmt: skip
+            ("POST", f"/v1/jobs/{job_id}/token"), ("POST", "/v1/jobs/batch"),
+            ("POST", f"/v1/jobs/{job_id}/retry"), ("DELETE", f"/v1/jobs/{job_id}")]  # fmt: skip
+
+
+#: The submissions, which may send larger bodies than any other route.
+_SUBMITS = {("POST", "/v1/jobs"), ("POST", "/v1/jobs/batch")}
 
 
 def tour_tight(check: DocumentCheck, apis: Apis) -> None:
@@ -252,6 +273,8 @@ def tour_tight(check: DocumentCheck, apis: Apis) -> None:
              timeout_s=30, what="the slow job to run")  # fmt: skip
     with c.stream("GET", f"/v1/jobs/{job_id}/events") as reader:
         check.check(c.get(f"/v1/jobs/{job_id}/events"), "a second reader")
+        # This API does not wait for a running job's cancel: the DELETE is a 409 at once.
+        check.check(c.delete(f"/v1/jobs/{job_id}"), "delete a running job")
         check.check(c.post(f"/v1/jobs/{job_id}/cancel"), "cancel a running job")
         check.check_stream(reader, "the cancelled job's events")
     _finished(c, job_id)
@@ -271,7 +294,7 @@ def tour_tight(check: DocumentCheck, apis: Apis) -> None:
     # streamed without a length.
     for method, path in [("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"),
                          *_v1_routes(job_id)]:  # fmt: skip
-        limit = SMALL_JOBS_BODY if (method, path) == ("POST", "/v1/jobs") else SMALL_BODY
+        limit = SMALL_JOBS_BODY if (method, path) in _SUBMITS else SMALL_BODY
         answer = c.request(method, path, content=b"x" * (limit + 1),
                            headers={"Content-Type": "application/json"})  # fmt: skip
         check.check(answer, f"{method} {path} with a body too large")
@@ -282,10 +305,11 @@ def tour_tight(check: DocumentCheck, apis: Apis) -> None:
     check.check(c.post("/v1/jobs", content=chunks, headers={"Content-Type": "application/json"}),
                 "a streamed body past the limit")  # fmt: skip
 
-    # Submissions per second: a burst past 2.
+    # Submissions per second: a burst past 2 (a batch is one submission).
     time.sleep(1.1)
     for n in range(4):
         check.check(c.post("/v1/jobs", json=GEN), f"burst submission {n}")
+    check.check(c.post("/v1/jobs/batch", json={"jobs": [GEN, GEN]}), "a batch in the burst")
 
     # Failed key checks: past 3 a second, every /v1 route answers 429 for a moment.
     with httpx.Client(base_url=str(c.base_url), timeout=30) as other:
@@ -303,7 +327,8 @@ def tour_broken(check: DocumentCheck, apis: Apis) -> None:
     check.check(c.get("/readyz"), "readiness with nothing behind")
     check.check(c.post("/v1/jobs", json=GEN), "submit to a lost store")
     for method, path in _v1_routes(UNKNOWN_ID)[1:]:
-        check.check(c.request(method, path), f"{method} {path} on a lost store")
+        body = {"json": {"jobs": [GEN]}} if (method, path) in _SUBMITS else {}
+        check.check(c.request(method, path, **body), f"{method} {path} on a lost store")
     # A key that is not a bootstrap key is looked up in the store: which is gone.
     check.check(c.get("/v1/jobs", headers={"Authorization": f"Bearer aij_{'x' * 40}"}),
                 "a key only the lost store could know")  # fmt: skip
@@ -346,6 +371,9 @@ def test_the_document_is_valid_openapi_with_our_ids_tags_and_error_body(
         ("POST", "/v1/jobs/{job_id}/cancel"): "cancelJob",
         ("GET", "/v1/jobs/{job_id}/events"): "streamJobEvents",
         ("POST", "/v1/jobs/{job_id}/token"): "createEventToken",
+        ("POST", "/v1/jobs/batch"): "submitJobBatch",
+        ("POST", "/v1/jobs/{job_id}/retry"): "retryJob",
+        ("DELETE", "/v1/jobs/{job_id}"): "deleteJob",
     }
     for op in check.operations:
         assert op.spec.get("tags"), op.id

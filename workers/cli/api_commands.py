@@ -1,4 +1,5 @@
-"""The commands that talk to a running API: submit, jobs, show, follow, cancel.
+"""The commands that talk to a running API: submit, jobs, show, follow, cancel, retry,
+delete.
 
 They read AIJOBS_URL (default http://127.0.0.1:8000) and AIJOBS_API_KEY, or --url and
 --key. Exit codes: 0 the job succeeded (or the command did what it says), 1 the job
@@ -109,6 +110,7 @@ def _body(args: argparse.Namespace) -> dict[str, Any]:
         body |= {"text": _read_arg(args.text, "text"), "instructions": instructions}
     else:
         body |= {"input": _read_texts(args), "dimensions": args.dimensions}
+    body |= {"run_at": args.run_at, "delay_s": args.delay, "priority": args.priority}
     return {k: v for k, v in body.items() if v is not None}
 
 
@@ -195,16 +197,23 @@ def _write_output(client: Client, job_id: str, path: Path, err: TextIO) -> None:
 @_guarded
 def cmd_jobs(args: argparse.Namespace) -> int:
     """List jobs, newest first: one page, or --all of them."""
+    filters: dict[str, Any] = {
+        "metadata": _metadata_filters(args.metadata), "order": args.order,
+        "created_after": args.created_after, "created_before": args.created_before,
+    }  # fmt: skip
     with _client(args) as client:
         if args.all:
             jobs: list[JobPublic] = list(
-                client.iter_jobs(status=args.status, kind=args.kind, page_size=args.limit)
+                client.iter_jobs(
+                    status=args.status, kind=args.kind, page_size=args.limit, **filters
+                )
             )
             next_cursor = None
         else:
             page = client.jobs(
-                status=args.status, kind=args.kind, limit=args.limit, cursor=args.cursor
-            )
+                status=args.status, kind=args.kind, limit=args.limit, cursor=args.cursor,
+                **filters,
+            )  # fmt: skip
             jobs, next_cursor = page.data, page.next_cursor
     if args.json:
         data = [job.model_dump(mode="json") for job in jobs]
@@ -214,6 +223,16 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     if next_cursor:
         print(f"more: aijobs jobs --cursor {next_cursor}  (or --all)", file=sys.stderr)
     return EXIT_OK
+
+
+def _metadata_filters(pairs: list[str]) -> dict[str, str] | None:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--metadata {pair}: give KEY=VALUE")
+        out[key] = value
+    return out or None
 
 
 @_guarded
@@ -231,4 +250,29 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     with _client(args) as client:
         answer = client.cancel(args.job_id)
     print(render.as_json(answer) if args.json else render.cancel_text(answer))
+    return EXIT_OK
+
+
+@_guarded
+def cmd_retry(args: argparse.Namespace) -> int:
+    """Run a failed or cancelled job again; print the new job's id (or follow it)."""
+    with _client(args) as client:
+        job = client.retry(args.job_id)
+        if args.json:
+            print(render.as_json(job), flush=True)
+        elif not args.follow:
+            print(job.id)
+        if not args.follow:
+            return EXIT_OK
+        if not args.json:
+            print(f"job {job.id}", file=sys.stderr, flush=True)
+        return _follow(client, job.id, job.kind, after=0, json_lines=args.json, output=None)
+
+
+@_guarded
+def cmd_delete(args: argparse.Namespace) -> int:
+    """Delete a job and its data."""
+    with _client(args) as client:
+        client.delete(args.job_id)
+    print(f"deleted {args.job_id}", file=sys.stderr)
     return EXIT_OK

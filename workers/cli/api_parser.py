@@ -23,7 +23,8 @@ def lazy(name: str) -> Command:
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register submit, jobs, show, follow and cancel on the ``aijobs`` parser."""
+    """Register submit, jobs, show, follow, cancel, retry and delete on the ``aijobs``
+    parser."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--url", default=None, help="API base URL (default: AIJOBS_URL)")
     common.add_argument(
@@ -67,6 +68,19 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     _add_output(emb)
     for parser in (gen, ext, emb):
         parser.add_argument("--follow", action="store_true", help="follow the job to its end")
+        when = parser.add_mutually_exclusive_group()
+        when.add_argument(
+            "--run-at", default=None, metavar="TIME",
+            help="start no earlier than this RFC 3339 time (2030-01-01T09:00:00Z)",
+        )  # fmt: skip
+        when.add_argument(
+            "--delay", type=float, default=None, metavar="SECONDS",
+            help="start no earlier than this many seconds from now",
+        )  # fmt: skip
+        parser.add_argument(
+            "--priority", type=int, default=None, choices=range(10), metavar="0-9",
+            help="9 runs first among your waiting jobs (default 5)",
+        )  # fmt: skip
         parser.add_argument(
             "--idempotency-key", default=None,
             help="the same key returns the same job (default: a fresh one per command)",
@@ -82,6 +96,16 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     jobs.add_argument("--limit", type=int, default=20, help="jobs per page (at most 100)")
     jobs.add_argument("--cursor", default=None, help="the page after this cursor")
     jobs.add_argument("--all", action="store_true", help="every page, not just the first")
+    jobs.add_argument(
+        "--metadata", action="append", default=[], metavar="KEY=VALUE",
+        help="only jobs whose metadata has KEY with VALUE (repeat for more)",
+    )  # fmt: skip
+    jobs.add_argument("--created-after", default=None, metavar="TIME", help="RFC 3339")
+    jobs.add_argument("--created-before", default=None, metavar="TIME", help="RFC 3339")
+    jobs.add_argument(
+        "--order", choices=("created", "run_at"), default=None,
+        help="created: newest first (default); run_at: scheduled jobs, soonest first",
+    )  # fmt: skip
     jobs.set_defaults(func=lazy("cmd_jobs"))
 
     show = sub.add_parser(
@@ -111,6 +135,23 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )  # fmt: skip
     cancel.add_argument("job_id")
     cancel.set_defaults(func=lazy("cmd_cancel"))
+
+    retry = sub.add_parser(
+        "retry", help="run a failed or cancelled job again", parents=[common, as_json],
+        description="Run a failed or cancelled job again, as a new job (printed) whose "
+        "metadata's replay_of names the old one.",
+    )  # fmt: skip
+    retry.add_argument("job_id")
+    retry.add_argument("--follow", action="store_true", help="follow the new job to its end")
+    retry.set_defaults(func=lazy("cmd_retry"))
+
+    delete = sub.add_parser(
+        "delete", help="delete a job and its data", parents=[common],
+        description="Delete a job: its input, output and events are scrubbed now, and it "
+        "is gone. A waiting one is cancelled; a running one is cancelled and waited for.",
+    )  # fmt: skip
+    delete.add_argument("job_id")
+    delete.set_defaults(func=lazy("cmd_delete"))
 
 
 def _add_output(parser: argparse.ArgumentParser) -> None:

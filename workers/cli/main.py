@@ -220,10 +220,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if job is None:
         print(f"aijobs: no job {args.job_id}", file=sys.stderr)
         return 1
-    meta = {**(job.meta or {}), "replay_of": job.id}
-    new = repo.create(
-        tenant=job.tenant, kind=job.kind, model=job.model, payload=job.input, meta=meta
-    )
+    if job.purged_at is not None:
+        print(f"aijobs: job {job.id} was purged or deleted: its input is gone", file=sys.stderr)
+        return 1
+    new = repo.replay(job)
     # Into the fair queue the workers' feeders read, as the API queues a submit; if Redis
     # is down the row stays queued and a worker's reconciler queues it later.
     redis = sync_client(settings.redis_target(), max_connections=2)

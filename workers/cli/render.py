@@ -41,7 +41,10 @@ def job_text(job: JobPublic) -> str:
         ("id", job.id), ("kind", job.kind), ("status", job.status), ("model", job.model),
         ("attempts", str(job.attempts)), ("created", _when(job.created_at)),
         ("started", _when(job.started_at)), ("finished", _when(job.finished_at)),
+        ("priority", str(job.priority)),
     ]  # fmt: skip
+    if job.run_at is not None:
+        rows.insert(6, ("run at", _when(job.run_at)))
     if job.usage is not None:
         u = job.usage
         rows.append(("usage", f"{u.prompt_tokens} prompt + {u.completion_tokens} completion "

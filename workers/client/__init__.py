@@ -14,8 +14,9 @@ with the same methods.
 
 Methods return the API's own models (a job as its kind's ``JobPublic``: ``GenerateJob``,
 ``ExtractJob`` or ``EmbedJob``, whose ``result`` is a dict of that kind's keys; ``JobPage``,
-``CancelAnswer``, ``EventToken``); errors are ``ApiError`` (the API refused: ``status``,
-``detail``, ``code``), ``ApiUnavailable`` (it could not be reached through every retry) and
+``CancelAnswer``, ``BatchAnswer``, ``EventToken``); errors are ``ApiError`` (the API
+refused: ``status``, ``detail``, ``code``), ``ApiUnavailable`` (it could not be reached
+through every retry) and
 ``WaitTimeout``, all ``aijobs.errors.AijobsError``. Requests are retried on connection
 errors, 429 (after its ``Retry-After``) and 502-504; a submit carries an
 ``Idempotency-Key`` so its retries make one job. ``events()`` resumes by itself after a
@@ -34,6 +35,8 @@ from aijobs.client.sync import Client
 from aijobs.client.vectors import Embeddings
 from aijobs.errors import AijobsError, ErrorCode
 from aijobs.schemas import (
+    BatchAnswer,
+    BatchItemResult,
     CancelAnswer,
     EmbedInput,
     EmbedJob,
@@ -62,6 +65,8 @@ __all__ = [
     "ApiError",
     "ApiUnavailable",
     "AsyncClient",
+    "BatchAnswer",
+    "BatchItemResult",
     "CancelAnswer",
     "Client",
     "EmbedInput",

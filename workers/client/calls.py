@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 from urllib.parse import quote
 
@@ -21,6 +22,7 @@ from aijobs.client.retry import parse_retry_after
 from aijobs.client.vectors import Embeddings
 from aijobs.schemas import (
     JOB_ADAPTER,
+    BatchAnswer,
     CancelAnswer,
     EmbedInput,
     EventToken,
@@ -39,6 +41,9 @@ JobBody = Mapping[str, Any] | GenerateInput | ExtractInput | EmbedInput
 #: A prompt: one user message, or the whole conversation.
 Prompt = str | Sequence[Message | Mapping[str, str]]
 VectorFormat = Literal["float", "base64"]
+#: A timestamp: an aware ``datetime``, or RFC 3339 text (``2030-01-01T09:00:00Z``).
+Timestamp = datetime | str
+ListOrder = Literal["created", "run_at"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +118,18 @@ def _drop_none(fields: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if v is not None}
 
 
+def _timestamp(value: Timestamp | None) -> str | None:
+    # A naive datetime is sent as it is: the API refuses it, naming the field.
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def schedule_fields(
+    run_at: Timestamp | None, delay_s: float | None, priority: int | None
+) -> dict[str, Any]:
+    """The scheduling fields of a job body (only those given)."""
+    return _drop_none({"run_at": _timestamp(run_at), "delay_s": delay_s, "priority": priority})
+
+
 def body_json(body: JobBody) -> dict[str, Any]:
     """A job body as the JSON the API takes."""
     if isinstance(body, BaseModel):
@@ -141,13 +158,14 @@ def generate_body(
     max_tokens: int | None,
     temperature: float | None,
     metadata: Mapping[str, Any] | None,
+    schedule: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The body of a ``generate`` job."""
+    """The body of a ``generate`` job (``schedule``: see ``schedule_fields``)."""
     return _drop_none({
         "kind": "generate", "model": model, "messages": messages_json(prompt, system),
         "max_tokens": max_tokens, "temperature": temperature,
         "metadata": dict(metadata) if metadata is not None else None,
-    })  # fmt: skip
+    }) | dict(schedule or {})  # fmt: skip
 
 
 def extract_body(
@@ -157,13 +175,14 @@ def extract_body(
     *,
     instructions: str | None,
     metadata: Mapping[str, Any] | None,
+    schedule: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The body of an ``extract`` job."""
+    """The body of an ``extract`` job (``schedule``: see ``schedule_fields``)."""
     return _drop_none({
         "kind": "extract", "model": model, "text": text, "schema": dict(schema),
         "instructions": instructions,
         "metadata": dict(metadata) if metadata is not None else None,
-    })  # fmt: skip
+    }) | dict(schedule or {})  # fmt: skip
 
 
 def embed_body(
@@ -172,14 +191,15 @@ def embed_body(
     *,
     dimensions: int | None,
     metadata: Mapping[str, Any] | None,
+    schedule: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The body of an ``embed`` job."""
+    """The body of an ``embed`` job (``schedule``: see ``schedule_fields``)."""
     return _drop_none({
         "kind": "embed", "model": model,
         "input": texts if isinstance(texts, str) else list(texts),
         "dimensions": dimensions,
         "metadata": dict(metadata) if metadata is not None else None,
-    })  # fmt: skip
+    }) | dict(schedule or {})  # fmt: skip
 
 
 def submit(body: JobBody, idempotency_key: str | None) -> Call[JobPublic]:
@@ -188,6 +208,31 @@ def submit(body: JobBody, idempotency_key: str | None) -> Call[JobPublic]:
     key = idempotency_key or uuid.uuid4().hex
     request = Request("POST", "/v1/jobs", json=body_json(body), headers={"Idempotency-Key": key})
     return Call(request, _job)
+
+
+def submit_batch(bodies: Sequence[JobBody]) -> Call[BatchAnswer]:
+    """``POST /v1/jobs/batch``. Each item without an ``idempotency_key`` gets one, made
+    here once per call, so a retried batch makes no job twice."""
+    items = []
+    for body in bodies:
+        item = body_json(body)
+        item.setdefault("idempotency_key", uuid.uuid4().hex)
+        items.append(item)
+    request = Request("POST", "/v1/jobs/batch", json={"jobs": items})
+    return Call(request, _model(BatchAnswer))
+
+
+def retry(job_id: str, idempotency_key: str | None) -> Call[JobPublic]:
+    """``POST /v1/jobs/{id}/retry``, with a key made once per call (one new job however
+    many times the request is sent)."""
+    key = idempotency_key or uuid.uuid4().hex
+    request = Request("POST", _job_path(job_id, "/retry"), headers={"Idempotency-Key": key})
+    return Call(request, _job)
+
+
+def delete(job_id: str) -> Call[None]:
+    """``DELETE /v1/jobs/{id}`` (a deleted job answers 204 again: a retry is harmless)."""
+    return Call(Request("DELETE", _job_path(job_id)), lambda _response: None)
 
 
 def get(job_id: str, *, vectors: bool, vector_format: VectorFormat) -> Call[JobPublic]:
@@ -210,17 +255,36 @@ def embeddings(job_id: str) -> Call[Embeddings]:
     return Call(Request("GET", _job_path(job_id), params={"format": "base64"}), parse)
 
 
+@dataclass(frozen=True, slots=True)
+class JobFilters:
+    """What ``GET /v1/jobs`` narrows by besides status and kind."""
+
+    #: ``{"customer": "acme"}``: jobs whose metadata has each key with that value.
+    metadata: Mapping[str, str | int] | None = None
+    created_after: Timestamp | None = None
+    created_before: Timestamp | None = None
+    order: ListOrder | None = None
+
+    def params(self) -> dict[str, str]:
+        """As query parameters."""
+        out = {f"metadata.{k}": str(v) for k, v in (self.metadata or {}).items()}
+        fields = {"created_after": _timestamp(self.created_after),
+                  "created_before": _timestamp(self.created_before), "order": self.order}
+        return out | {k: str(v) for k, v in fields.items() if v is not None}  # fmt: skip
+
+
 def list_jobs(
     *,
     status: JobStatus | str | None,
     kind: JobKind | str | None,
     limit: int | None,
     cursor: str | None,
+    filters: JobFilters | None = None,
 ) -> Call[JobPage]:
-    """``GET /v1/jobs``: one page, newest first."""
+    """``GET /v1/jobs``: one page, newest first (or by ``run_at``)."""
     params = _drop_none({"status": status, "kind": kind, "limit": limit, "cursor": cursor})
-    return Call(Request("GET", "/v1/jobs", params={k: str(v) for k, v in params.items()}),
-                _model(JobPage))  # fmt: skip
+    query = {k: str(v) for k, v in params.items()} | (filters.params() if filters else {})
+    return Call(Request("GET", "/v1/jobs", params=query), _model(JobPage))
 
 
 def cancel(job_id: str) -> Call[CancelAnswer]:
@@ -251,12 +315,18 @@ def absolute_urls(token: EventToken, base_url: str) -> EventToken:
 class JobsPager:
     """Walks every page of ``GET /v1/jobs``: ``next_call()`` until it returns ``None``."""
 
-    __slots__ = ("_cursor", "_done", "_kind", "_page_size", "_status")
+    __slots__ = ("_cursor", "_done", "_filters", "_kind", "_page_size", "_status")
 
     def __init__(
-        self, *, status: JobStatus | str | None, kind: JobKind | str | None, page_size: int
+        self,
+        *,
+        status: JobStatus | str | None,
+        kind: JobKind | str | None,
+        page_size: int,
+        filters: JobFilters | None = None,
     ) -> None:
         self._status, self._kind, self._page_size = status, kind, page_size
+        self._filters = filters
         self._cursor: str | None = None
         self._done = False
 
@@ -265,8 +335,9 @@ class JobsPager:
         if self._done:
             return None
         return list_jobs(
-            status=self._status, kind=self._kind, limit=self._page_size, cursor=self._cursor
-        )
+            status=self._status, kind=self._kind, limit=self._page_size, cursor=self._cursor,
+            filters=self._filters,
+        )  # fmt: skip
 
     def take(self, page: JobPage) -> list[JobPublic]:
         """The jobs of a page just read; moves to the next."""

@@ -10,12 +10,20 @@ from typing import Any, TypeVar
 import httpx
 
 from aijobs.client import calls
-from aijobs.client.calls import Call, JobBody, Prompt, VectorFormat
+from aijobs.client.calls import Call, JobBody, ListOrder, Prompt, Timestamp, VectorFormat
 from aijobs.client.config import http_options
 from aijobs.client.events import EventStream, JobEvent, TextReset, TextState
 from aijobs.client.retry import Retries, RetryPolicy
 from aijobs.client.vectors import Embeddings
-from aijobs.schemas import CancelAnswer, EventToken, JobKind, JobPage, JobPublic, JobStatus
+from aijobs.schemas import (
+    BatchAnswer,
+    CancelAnswer,
+    EventToken,
+    JobKind,
+    JobPage,
+    JobPublic,
+    JobStatus,
+)
 from aijobs.sse import iter_lines
 
 T = TypeVar("T")
@@ -98,6 +106,13 @@ class Client:
         """
         return self._send(calls.submit(body, idempotency_key))
 
+    def submit_batch(self, bodies: Sequence[JobBody]) -> BatchAnswer:
+        """Submit many jobs in one request (up to the API's ``AIJOBS_BATCH_MAX_JOBS``):
+        one result per body, in order, each ``status`` 202 with its ``job`` or a 4xx with
+        its ``detail`` (a bad body fails alone). A body may carry ``idempotency_key``;
+        the others get one made once for this call, so a retry makes nothing twice."""
+        return self._send(calls.submit_batch(bodies))
+
     def generate(
         self,
         model: str,
@@ -108,11 +123,17 @@ class Client:
         temperature: float | None = None,
         metadata: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
+        run_at: Timestamp | None = None,
+        delay_s: float | None = None,
+        priority: int | None = None,
     ) -> JobPublic:
-        """Submit a ``generate`` job: a prompt (one user message) or a list of messages."""
+        """Submit a ``generate`` job: a prompt (one user message) or a list of messages.
+
+        ``run_at`` (an aware datetime or RFC 3339 text) or ``delay_s``: not before then;
+        ``priority``: 0-9, 9 first (default 5)."""
         body = calls.generate_body(
             model, prompt, system=system, max_tokens=max_tokens, temperature=temperature,
-            metadata=metadata,
+            metadata=metadata, schedule=calls.schedule_fields(run_at, delay_s, priority),
         )  # fmt: skip
         return self.submit(body, idempotency_key=idempotency_key)
 
@@ -125,11 +146,16 @@ class Client:
         instructions: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
+        run_at: Timestamp | None = None,
+        delay_s: float | None = None,
+        priority: int | None = None,
     ) -> JobPublic:
-        """Submit an ``extract`` job: JSON from ``text`` that matches ``schema``."""
+        """Submit an ``extract`` job: JSON from ``text`` that matches ``schema``
+        (scheduling as ``generate``)."""
         body = calls.extract_body(
-            model, text, schema, instructions=instructions, metadata=metadata
-        )
+            model, text, schema, instructions=instructions, metadata=metadata,
+            schedule=calls.schedule_fields(run_at, delay_s, priority),
+        )  # fmt: skip
         return self.submit(body, idempotency_key=idempotency_key)
 
     def embed(
@@ -140,9 +166,16 @@ class Client:
         dimensions: int | None = None,
         metadata: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
+        run_at: Timestamp | None = None,
+        delay_s: float | None = None,
+        priority: int | None = None,
     ) -> JobPublic:
-        """Submit an ``embed`` job for one text or a list of texts."""
-        body = calls.embed_body(model, texts, dimensions=dimensions, metadata=metadata)
+        """Submit an ``embed`` job for one text or a list of texts (scheduling as
+        ``generate``)."""
+        body = calls.embed_body(
+            model, texts, dimensions=dimensions, metadata=metadata,
+            schedule=calls.schedule_fields(run_at, delay_s, priority),
+        )  # fmt: skip
         return self.submit(body, idempotency_key=idempotency_key)
 
     def get(
@@ -164,10 +197,20 @@ class Client:
         kind: JobKind | str | None = None,
         limit: int | None = None,
         cursor: str | None = None,
+        metadata: Mapping[str, str | int] | None = None,
+        created_after: Timestamp | None = None,
+        created_before: Timestamp | None = None,
+        order: ListOrder | None = None,
     ) -> JobPage:
-        """One page of your jobs, newest first; pass its ``next_cursor`` for the next.
-        Lists never carry vectors."""
-        return self._send(calls.list_jobs(status=status, kind=kind, limit=limit, cursor=cursor))
+        """One page of your jobs, newest first (``order="run_at"``: the scheduled ones,
+        soonest first); pass its ``next_cursor`` for the next. ``metadata``: jobs whose
+        metadata has each key with that value; ``created_after <= created_at <
+        created_before``. Lists never carry vectors."""
+        filters = calls.JobFilters(metadata, created_after, created_before, order)
+        call = calls.list_jobs(
+            status=status, kind=kind, limit=limit, cursor=cursor, filters=filters
+        )
+        return self._send(call)
 
     def iter_jobs(
         self,
@@ -175,9 +218,14 @@ class Client:
         status: JobStatus | str | None = None,
         kind: JobKind | str | None = None,
         page_size: int = 100,
+        metadata: Mapping[str, str | int] | None = None,
+        created_after: Timestamp | None = None,
+        created_before: Timestamp | None = None,
+        order: ListOrder | None = None,
     ) -> Iterator[JobPublic]:
         """Every job that matches, newest first, fetching page after page as you go."""
-        pager = calls.JobsPager(status=status, kind=kind, page_size=page_size)
+        filters = calls.JobFilters(metadata, created_after, created_before, order)
+        pager = calls.JobsPager(status=status, kind=kind, page_size=page_size, filters=filters)
         while (call := pager.next_call()) is not None:
             yield from pager.take(self._send(call))
 
@@ -185,6 +233,17 @@ class Client:
         """Cancel a job: a waiting one never runs, a running one stops at its next chunk;
         a finished one is left as it is (``detail`` says which)."""
         return self._send(calls.cancel(job_id))
+
+    def retry(self, job_id: str, *, idempotency_key: str | None = None) -> JobPublic:
+        """Run a failed or cancelled job again as a new job (its metadata's
+        ``replay_of`` names the old one); the new job. ``ApiError`` 409 for a job in
+        another state."""
+        return self._send(calls.retry(job_id, idempotency_key))
+
+    def delete(self, job_id: str) -> None:
+        """Delete a job: its input, output and events are scrubbed, and it is gone (a
+        running one is cancelled first; ``ApiError`` 409 if it does not stop in time)."""
+        self._send(calls.delete(job_id))
 
     def token(self, job_id: str) -> EventToken:
         """A short-lived token that opens only this job's events (for a browser)."""

@@ -22,10 +22,11 @@ from sqlalchemy.orm import defer
 
 from aijobs.errors import InvalidInput
 from aijobs.schemas import TERMINAL_STATUSES, JobStatus
-from aijobs.store import hot
+from aijobs.store import hot, listing
 from aijobs.store.db import Database
 from aijobs.store.grouped import GroupedWrites
 from aijobs.store.hot import Claim
+from aijobs.store.listing import NO_FILTERS, ListFilters
 from aijobs.store.models import EmbeddingBatch, Job, utcnow
 from aijobs.store.submits import NewJob, insert_jobs
 from aijobs.webhooks.outbox import add_terminal as add_webhook_event
@@ -81,6 +82,34 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     if created.tzinfo is None or not is_job_id(job_id):
         raise CursorError("cursor: not one this API returned")
     return created, job_id
+
+
+_RUN_AT_CURSOR = "r|"
+
+
+def encode_run_at_cursor(job: Job) -> str:
+    """A cursor just past ``job`` in ``run_at`` order (soonest first)."""
+    stamp = job.run_at.isoformat() if job.run_at is not None else ""
+    raw = f"{_RUN_AT_CURSOR}{stamp}|{job.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_run_at_cursor(cursor: str) -> tuple[datetime, str]:
+    """The (run_at, id) a ``run_at`` cursor points past."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CursorError("cursor: not one this API returned") from exc
+    if not raw.startswith(_RUN_AT_CURSOR):
+        raise CursorError("cursor: not one this API returned for order=run_at")
+    stamp, _, job_id = raw.removeprefix(_RUN_AT_CURSOR).partition("|")
+    try:
+        run_at = datetime.fromisoformat(stamp)
+    except ValueError as exc:
+        raise CursorError("cursor: not one this API returned") from exc
+    if run_at.tzinfo is None or not is_job_id(job_id):
+        raise CursorError("cursor: not one this API returned")
+    return run_at, job_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +177,32 @@ class JobRepository:
             raise IdempotencyConflict(outcome.job)
         return outcome.job
 
+    def by_idempotency_keys(self, tenant: str, keys: Sequence[str]) -> dict[str, Job]:
+        """The tenant's jobs under these Idempotency-Keys, by key."""
+        if not keys:
+            return {}
+        query = select(Job).where(Job.tenant == tenant, Job.idempotency_key.in_(list(keys)))
+        with self.db.session() as session:
+            return {job.idempotency_key: job for job in session.scalars(query)
+                    if job.idempotency_key}  # fmt: skip
+
+    def replay(
+        self,
+        job: Job,
+        *,
+        idempotency_key: str | None = None,
+        request_hash: str | None = None,
+    ) -> Job:
+        """Queue ``job`` again as a new job: the same input, model, priority and webhook,
+        its metadata plus ``replay_of`` (the old id). What ``aijobs replay`` and
+        ``POST /v1/jobs/{id}/retry`` do. Raises ``IdempotencyConflict`` as ``create``."""
+        meta = {**(job.meta or {}), "replay_of": job.id}
+        return self.create(
+            tenant=job.tenant, kind=job.kind, model=job.model, payload=job.input, meta=meta,
+            idempotency_key=idempotency_key, request_hash=request_hash, priority=job.priority,
+            webhook_url=job.webhook_url,
+        )  # fmt: skip
+
     def by_idempotency_key(self, tenant: str, key: str) -> Job | None:
         """The tenant's job under an Idempotency-Key, if any."""
         query = select(Job).where(Job.tenant == tenant, Job.idempotency_key == key)
@@ -162,6 +217,25 @@ class JobRepository:
             .where(
                 _jobs.c.tenant == tenant,
                 _jobs.c.idempotency_key == key,
+                _jobs.c.created_at < cutoff,
+            )
+            .values(idempotency_key=None)
+        )
+        with self.db.engine.begin() as conn:
+            conn.execute(stmt)
+
+    def expire_idempotency_keys(
+        self, tenant: str, keys: Sequence[str], *, older_than_s: float
+    ) -> None:
+        """``expire_idempotency_key`` for many keys, in one statement."""
+        if not keys:
+            return
+        cutoff = utcnow() - timedelta(seconds=older_than_s)
+        stmt = (
+            update(_jobs)
+            .where(
+                _jobs.c.tenant == tenant,
+                _jobs.c.idempotency_key.in_(list(keys)),
                 _jobs.c.created_at < cutoff,
             )
             .values(idempotency_key=None)
@@ -192,24 +266,16 @@ class JobRepository:
         with self.db.session() as session:
             return list(session.scalars(query))
 
-    def scrub(self, job_id: str, *, error: dict[str, Any] | None) -> None:
+    def scrub(self, job_id: str, *, error: dict[str, Any] | None, deleted: bool = False) -> None:
         """Delete a job's input, output, metadata and idempotency key (and the hash of its
-        request), keeping its status and timestamps."""
-        stmt = (
-            update(_jobs)
-            .where(_jobs.c.id == job_id)
-            .values(
-                {
-                    "input": {},
-                    "result": None,
-                    "error": error,
-                    "metadata": {},
-                    "purged_at": utcnow(),
-                    "idempotency_key": None,
-                    "request_hash": None,
-                }
-            )
-        )
+        request), keeping its status and timestamps; ``deleted``: its tenant deleted it
+        (it sees the job no more)."""
+        now = utcnow()
+        values = {"input": {}, "result": None, "error": error, "metadata": {},
+                  "purged_at": now, "idempotency_key": None, "request_hash": None}  # fmt: skip
+        if deleted:
+            values["deleted_at"] = now
+        stmt = update(_jobs).where(_jobs.c.id == job_id).values(values)
         with self.db.engine.begin() as conn:
             conn.execute(stmt)
             conn.execute(delete(EmbeddingBatch).where(EmbeddingBatch.job_id == job_id))
@@ -249,9 +315,15 @@ class JobRepository:
             return {row[0]: WaitingJob(*row) for row in conn.execute(query)}
 
     def get(
-        self, job_id: str, *, tenant: str | None = None, without: Sequence[str] = ()
+        self,
+        job_id: str,
+        *,
+        tenant: str | None = None,
+        without: Sequence[str] = (),
+        deleted: bool = False,
     ) -> Job | None:
-        """A job by id; with ``tenant``, only if it belongs to that tenant.
+        """A job by id; with ``tenant``, only if it belongs to that tenant and (unless
+        ``deleted``) the tenant has not deleted it.
 
         ``without`` names columns not to load (``"input"``, ``"result"``, ...): a status
         read must not pull a megabyte of prompt it does not return. They read as None.
@@ -261,6 +333,8 @@ class JobRepository:
         with self.db.engine.connect() as conn:
             job = hot.read_job(conn, job_id, without)
         if job is None or (tenant is not None and job.tenant != tenant):
+            return None
+        if tenant is not None and job.deleted_at is not None and not deleted:
             return None
         return job
 
@@ -272,25 +346,39 @@ class JobRepository:
         kind: str | None = None,
         limit: int = 20,
         cursor: str | None = None,
+        filters: ListFilters = NO_FILTERS,
     ) -> tuple[list[Job], str | None]:
-        """A page of the tenant's jobs, newest first, and the cursor of the next page."""
-        query = select(Job).where(Job.tenant == tenant)
+        """A page of the tenant's jobs (newest first, or by ``run_at``: see
+        ``aijobs.store.listing``) and the cursor of the next page."""
+        query = select(Job).where(Job.tenant == tenant, Job.deleted_at.is_(None))
         if status:
             query = query.where(Job.status == status)
         if kind:
             query = query.where(Job.kind == kind)
-        if cursor:
-            created, job_id = decode_cursor(cursor)
-            query = query.where(
-                or_(Job.created_at < created, and_(Job.created_at == created, Job.id < job_id))
-            )
-        query = query.options(defer(Job.input, raiseload=True))
-        query = query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
+        query = listing.apply(query, filters, self.db.engine.dialect.name)
+        if filters.order == "run_at":
+            if cursor:
+                run_at, job_id = decode_run_at_cursor(cursor)
+                query = query.where(
+                    or_(Job.run_at > run_at, and_(Job.run_at == run_at, Job.id > job_id))
+                )
+            query = query.order_by(Job.run_at.asc(), Job.id.asc())
+            encode = encode_run_at_cursor
+        else:
+            if cursor:
+                created, job_id = decode_cursor(cursor)
+                query = query.where(
+                    or_(Job.created_at < created,
+                        and_(Job.created_at == created, Job.id < job_id))
+                )  # fmt: skip
+            query = query.order_by(Job.created_at.desc(), Job.id.desc())
+            encode = encode_cursor
+        query = query.options(defer(Job.input, raiseload=True)).limit(limit + 1)
         with self.db.session() as session:
             rows = list(session.scalars(query))
         more = len(rows) > limit
         rows = rows[:limit]
-        return rows, (encode_cursor(rows[-1]) if more and rows else None)
+        return rows, (encode(rows[-1]) if more and rows else None)
 
     def claim(self, job_id: str, *, seen_attempts: int, id_block: int) -> Claim | None:
         """Start attempt ``seen_attempts + 1`` unless someone else started one first.

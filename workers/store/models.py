@@ -57,6 +57,7 @@ class Job(Base):
         Index("ux_jobs_tenant_idempotency", "tenant", "idempotency_key", unique=True),
         Index("ix_jobs_tenant_status", "tenant", "status"),
         Index("ix_jobs_finished", "finished_at"),
+        Index("ix_jobs_tenant_run_at", "tenant", "run_at", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -88,6 +89,8 @@ class Job(Base):
     request_hash: Mapped[str | None] = mapped_column(String(64), default=None)
     #: When retention scrubbed its input and output.
     purged_at: Mapped[datetime | None] = mapped_column(default=None)
+    #: When its tenant deleted it (scrubbed as by retention; the tenant sees it no more).
+    deleted_at: Mapped[datetime | None] = mapped_column(default=None)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
     #: Webhooks: where the job's terminal state is POSTed (its own URL or its tenant's

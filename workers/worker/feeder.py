@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 
 from redis.exceptions import RedisError
 
-from aijobs.fairqueue import FairQueue, QueuedJob
+from aijobs.fairqueue import FairQueue
 from aijobs.schemas import JobKind
 
 log = logging.getLogger(__name__)
@@ -79,15 +79,16 @@ class Feeder:
             if not taken:
                 continue
             try:
-                self._send(kind.value, [job_id for job_id, _ in taken])
+                self._send(kind.value, [job.id for job in taken])
                 sent += len(taken)
             except Exception as exc:
-                # Not sent (or not all: the batch is one pipeline): back in their lists.
-                # A job sent all the same runs once: its lease fences the second delivery.
+                # Not sent (or not all: the batch is one pipeline): back in their lists,
+                # with their priorities. A job sent all the same runs once: its lease
+                # fences the second delivery.
                 log.warning("could not send %d job(s) to the broker (%s)", len(taken), exc)
-                for job_id, tenant in taken:
-                    self._queue.push(QueuedJob(job_id, kind.value, tenant))
-                self._queue.release_tenant_slots(taken)
+                for job in taken:
+                    self._queue.push(job)
+                self._queue.release_tenant_slots([(job.id, job.tenant) for job in taken])
         self.sent += sent
         return sent
 
