@@ -13,6 +13,8 @@ PREFIX = "aijobs"
 RECONCILER_LOCK = f"{PREFIX}:reconciler:lock"
 #: Held for a purge interval by the worker process that ran the last retention purge.
 PURGE_LOCK = f"{PREFIX}:purge:lock"
+#: Held for a moment by the worker process that moves finished jobs' event logs to SQL.
+ARCHIVE_LOCK = f"{PREFIX}:archive:lock"
 #: A random value set once per Redis dataset: when it is gone, so is everything else.
 EPOCH = f"{PREFIX}:epoch"
 

@@ -162,6 +162,10 @@ class Settings(BaseSettings):
     # Events.
     stream_retention_s: int = Field(default=86_400, ge=60)
     stream_maxlen: int = Field(default=100_000, ge=100)
+    #: A finished job's event log moves to SQL (readers resume from there for as long as
+    #: retention keeps the job) and its Redis stream expires this long after.
+    archive_events: bool = True
+    archived_stream_ttl_s: int = Field(default=600, ge=1)
     delta_flush_ms: float = Field(default=25.0, ge=0.0, le=1_000.0)
     sse_keepalive_s: float = Field(default=15.0, gt=0.0)
     #: A reader whose socket takes nothing for this long is dropped (it can resume by id).

@@ -24,9 +24,11 @@ from aijobs.api.openapi import V1_GUARD, errors, event_stream_content
 from aijobs.api.sse import EventStreamResponse
 from aijobs.api.state import ApiState
 from aijobs.errors import InvalidInput, NotFound, Refused
-from aijobs.events.follow import StoredOutcome, follow_job
+from aijobs.events import archive
+from aijobs.events.follow import StoredOutcome, follow_job, replay
 from aijobs.events.protocol import Event
 from aijobs.schemas import EventToken, JobStatus
+from aijobs.store import event_logs
 from aijobs.store.models import Job
 
 router = APIRouter(prefix="/v1/jobs", tags=["events"])
@@ -93,6 +95,13 @@ async def job_events(
     readers = metrics.STREAM_READERS.labels(transport)
     readers.inc()
     try:
+        if job.events_archived_at is not None and JobStatus(job.status).terminal:
+            # Finished and archived: the whole log is one SQL row, Redis is not asked.
+            blob = await run_in_threadpool(event_logs.load, state.repo.db, job_id)
+            if blob is not None:
+                for batch in replay(archive.decode(blob, after), after):
+                    yield batch
+                return
         async for event in follow_job(
             state.redis,
             state.hub,

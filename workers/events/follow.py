@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,7 +83,7 @@ async def read_after(redis: Redis, job_id: str, after: int, *, limit: int = 0) -
     while True:
         page = await redis.xrange(key, min=low, max="+", count=page_size)
         for entry_id, fields in page:
-            events.append(_decode(entry_id, fields))
+            events.append(decode_entry(entry_id, fields))
         if len(page) < page_size or (limit and len(events) >= limit):
             return events
         last = page[-1][0]
@@ -95,7 +95,7 @@ def _field(fields: dict[Any, Any], name: str) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _decode(entry_id: str | bytes, fields: dict[Any, Any]) -> Event:
+def decode_entry(entry_id: str | bytes, fields: dict[Any, Any]) -> Event:
     attempt = _field(fields, "a")
     return Event(
         redis_keys.event_id_of(entry_id),
@@ -103,6 +103,14 @@ def _decode(entry_id: str | bytes, fields: dict[Any, Any]) -> Event:
         _field(fields, "d"),
         int(attempt) if attempt.isdigit() else 0,
     )
+
+
+def replay(events: list[Event], after: int) -> Iterator[list[Event]]:
+    """What a reader resuming after ``after`` gets of a finished job's whole log
+    (``events``, in order, as archived), in batches."""
+    out = _Cursor(after).take(events)
+    for start in range(0, len(out), _BATCH):
+        yield out[start : start + _BATCH]
 
 
 async def follow_job(
@@ -146,12 +154,10 @@ async def follow_job(
             yield event
 
 
-class _Reader:
-    """One reader's cursor over one job."""
+class _Cursor:
+    """Where one reader is in one job's events, and what it should get next."""
 
-    def __init__(self, redis: Redis, job_id: str, after: int) -> None:
-        self.redis = redis
-        self.job_id = job_id
+    def __init__(self, after: int) -> None:
         self.cursor = after
         #: The last id the client got (the cursor also moves over what resync skips).
         self.sent = after
@@ -210,6 +216,16 @@ class _Reader:
     def closing(self, outcome: StoredOutcome) -> list[Event]:
         """The store's closing events after the cursor (and a text reset if one is due)."""
         return self.take(outcome.events(self.cursor))
+
+
+
+class _Reader(_Cursor):
+    """One reader's cursor over one job's Redis stream."""
+
+    def __init__(self, redis: Redis, job_id: str, after: int) -> None:
+        super().__init__(after)
+        self.redis = redis
+        self.job_id = job_id
 
     async def backlog(self, limit: int = 0) -> list[Event]:
         """The Stream's events after the cursor that the client should get."""

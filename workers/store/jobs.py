@@ -24,6 +24,7 @@ from aijobs.errors import InvalidInput
 from aijobs.schemas import TERMINAL_STATUSES, JobStatus
 from aijobs.store import hot, listing
 from aijobs.store.db import Database
+from aijobs.store.event_logs import forget as forget_event_log
 from aijobs.store.grouped import GroupedWrites
 from aijobs.store.hot import Claim
 from aijobs.store.listing import NO_FILTERS, ListFilters
@@ -280,6 +281,7 @@ class JobRepository:
             conn.execute(stmt)
             conn.execute(delete(EmbeddingBatch).where(EmbeddingBatch.job_id == job_id))
             forget_webhook(conn, job_id)  # webhooks: its URL (maybe a token) and delivery log
+            forget_event_log(conn, job_id)
 
     def list_unfinished(
         self, *, after_id: str = "", limit: int = 1000, older_than_s: float = 0.0

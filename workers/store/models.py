@@ -58,6 +58,7 @@ class Job(Base):
         Index("ix_jobs_tenant_status", "tenant", "status"),
         Index("ix_jobs_finished", "finished_at"),
         Index("ix_jobs_tenant_run_at", "tenant", "run_at", "id"),
+        Index("ix_jobs_unarchived", "events_archived_at", "finished_at"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -96,6 +97,10 @@ class Job(Base):
     #: Webhooks: where the job's terminal state is POSTed (its own URL or its tenant's
     #: default, fixed at submit); the outbox row is written with the terminal transition.
     webhook_url: Mapped[str | None] = mapped_column(String(2048), default=None)
+    #: When its event log moved to SQL (``event_logs``): from then on its readers are
+    #: served from there, and its Redis stream expires soon after. Also set when there
+    #: is nothing to keep (retention scrubbed it), so the archiver looks at a job once.
+    events_archived_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class EmbeddingBatch(Base):
@@ -112,6 +117,22 @@ class EmbeddingBatch(Base):
     count: Mapped[int] = mapped_column(Integer)
     dimensions: Mapped[int] = mapped_column(Integer)
     vectors: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class EventLog(Base):
+    """A finished job's whole event stream, compressed: what its readers are served once
+    its Redis stream has expired, for as long as retention keeps the job."""
+
+    __tablename__ = "event_logs"
+
+    job_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    #: The id of its last event (``done``) and how many events it holds.
+    last_event_id: Mapped[int] = mapped_column(Integer)
+    events: Mapped[int] = mapped_column(Integer)
+    #: zlib of one line per event: ``id TAB attempt TAB type TAB data`` (see
+    #: ``aijobs.events.archive``).
+    blob: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class ApiKey(Base):

@@ -34,6 +34,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from aijobs import metrics
 from aijobs import redis_keys as keys
+from aijobs.events.archive import archive_finished
 from aijobs.fairqueue import FairQueue, QueuedJob
 from aijobs.schemas import JobKind, JobStatus
 from aijobs.store import JobRepository, WaitingJob
@@ -71,6 +72,7 @@ class Reconciler:
         purge_interval_s: float = 3600.0,
         page: int = 1000,
         on_epoch: OnEpoch | None = None,
+        archived_stream_ttl_s: int | None = None,
     ) -> None:
         self._repo = repo
         self._redis = redis
@@ -82,6 +84,7 @@ class Reconciler:
         self._purge_interval_s = purge_interval_s
         self._page = page
         self._on_epoch = on_epoch
+        self._archived_ttl_s = archived_stream_ttl_s
         self._epoch: str | None = None
         self._cursor = ""
         self._running_checked_after = 0.0
@@ -205,6 +208,17 @@ class Reconciler:
             return 0
         return purge(self._repo, self._redis, older_than_s=self._retention_s).jobs
 
+    # -- event logs ---------------------------------------------------------------
+
+    def archive_due(self) -> int:
+        """Move finished jobs' event logs to SQL (one process of the fleet per round)."""
+        if self._archived_ttl_s is None:
+            return 0
+        lock_ms = max(100, int(self._interval_s * 900))
+        if not self._redis.set(keys.ARCHIVE_LOCK, "1", nx=True, px=lock_ms):
+            return 0
+        return archive_finished(self._repo.db, self._redis, stream_ttl_s=self._archived_ttl_s)
+
     # -- the loop -----------------------------------------------------------------
 
     def start(self) -> None:
@@ -217,6 +231,7 @@ class Reconciler:
 
     def _round(self) -> None:
         self.tick()
+        self.archive_due()
         self.purge_due()
 
 
