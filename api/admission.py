@@ -107,7 +107,9 @@ def check_webhook(body: JobBody, settings: Settings, tenant: str) -> str | None:
     if url is None:
         return None
     if not settings.webhooks_on:
-        raise _unprocessable("webhook_url: webhooks are off here (AIJOBS_WEBHOOK_SECRET is unset)")
+        raise _unprocessable(
+            "webhook_url: webhooks are off here (no secret, or AIJOBS_WEBHOOKS_ENABLED=false)"
+        )
     try:
         check_url(url, settings.webhook_allowed_hosts)
     except UrlRejected as exc:

@@ -33,7 +33,6 @@ from aijobs.events.control import append_once_async, flag_cancel
 from aijobs.events.protocol import EventType
 from aijobs.fairqueue import QueuedJob
 from aijobs.schemas import (
-    JOB_MODELS,
     CancelAnswer,
     JobInput,
     JobKind,
@@ -46,6 +45,7 @@ from aijobs.schemas import (
 from aijobs.store.jobs import new_job_id
 from aijobs.store.listing import MAX_METADATA_FILTERS, ListFilters, Order, metadata_filter
 from aijobs.store.models import Job
+from aijobs.store.public import public_job as to_public
 from aijobs.store.submits import NewJob
 from aijobs.vectors import json_vectors
 from aijobs.webhooks.outbox import Outbox
@@ -61,30 +61,6 @@ _SUBMIT_HEADERS = {
 log = logging.getLogger(__name__)
 #: ``GET /v1/jobs?metadata.customer=acme``: a filter on the metadata key ``customer``.
 _METADATA_PARAM = "metadata."
-
-
-def to_public(job: Job, webhook: WebhookView | None = None) -> JobPublic:
-    """The API view of a job row: the model of its kind, which types its ``result`` (with
-    its webhook's deliveries, when given)."""
-    kind = JobKind(job.kind)
-    return JOB_MODELS[kind](
-        id=job.id,
-        kind=kind,
-        status=JobStatus(job.status),
-        model=job.model,
-        attempts=job.attempts,
-        created_at=job.created_at,
-        started_at=job.started_at,
-        finished_at=job.finished_at,
-        result=job.result,
-        error=job.error,  # type: ignore[arg-type]
-        usage=job.usage,  # type: ignore[arg-type]
-        metadata=job.meta or {},
-        purged=job.purged_at is not None,
-        webhook=webhook,
-        priority=job.priority,
-        run_at=job.run_at,
-    )
 
 
 def _webhooks(state: ApiState, jobs: list[Job]) -> dict[str, WebhookView]:

@@ -101,7 +101,8 @@ def test_every_terminal_job_is_posted_once_signed_and_without_vectors(
         jobs = {
             cancelled: "cancelled",
             submit(client, generate(hook)): "succeeded",
-            submit(client, generate(hook)): "succeeded",
+            # Its priority and run_at are in its body as in its record (not the defaults).
+            submit(client, {**generate(hook), "priority": 9, "delay_s": 0.5}): "succeeded",
             submit(client, extract(hook)): "succeeded",
             submit(client, embed(hook)): "succeeded",
             submit(client, generate(hook, model="m-refused")): "failed",

@@ -95,7 +95,7 @@ def test_without_a_secret_webhooks_are_refused(client: httpx.Client) -> None:
     answer = client.post("/v1/jobs", json=generate(webhook_url="https://hooks.example.com/x"))
     assert answer.status_code == 422
     assert answer.json()["detail"] == (
-        "webhook_url: webhooks are off here (AIJOBS_WEBHOOK_SECRET is unset)"
+        "webhook_url: webhooks are off here (no secret, or AIJOBS_WEBHOOKS_ENABLED=false)"
     )
 
 

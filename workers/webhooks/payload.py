@@ -11,29 +11,8 @@ from __future__ import annotations
 
 import json
 
-from aijobs.schemas import JobPublic
 from aijobs.store.models import Job
-
-
-def public_job(job: Job) -> JobPublic:
-    """The API's view of a job row (the API's ``to_public``, without the webhook view)."""
-    return JobPublic.model_validate(
-        {
-            "id": job.id,
-            "kind": job.kind,
-            "status": job.status,
-            "model": job.model,
-            "attempts": job.attempts,
-            "created_at": job.created_at,
-            "started_at": job.started_at,
-            "finished_at": job.finished_at,
-            "result": job.result,
-            "error": job.error,
-            "usage": job.usage,
-            "metadata": job.meta or {},
-            "purged": job.purged_at is not None,
-        }
-    )
+from aijobs.store.public import public_job
 
 
 def job_body(job: Job) -> bytes:
