@@ -7,7 +7,7 @@ import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from functools import partial
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, cast
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
@@ -35,6 +35,9 @@ from aijobs.fairqueue import QueuedJob
 from aijobs.schemas import (
     JOB_MODELS,
     CancelAnswer,
+    EmbedJob,
+    ExtractJob,
+    GenerateJob,
     JobInput,
     JobKind,
     JobPage,
@@ -61,13 +64,15 @@ _SUBMIT_HEADERS = {
 log = logging.getLogger(__name__)
 #: ``GET /v1/jobs?metadata.customer=acme``: a filter on the metadata key ``customer``.
 _METADATA_PARAM = "metadata."
+#: A job as the API answers it: the model of its kind (``JOB_MODELS``), as ``to_public`` makes.
+KindJob = GenerateJob | ExtractJob | EmbedJob
 
 
-def to_public(job: Job, webhook: WebhookView | None = None) -> JobPublic:
+def to_public(job: Job, webhook: WebhookView | None = None) -> KindJob:
     """The API view of a job row: the model of its kind, which types its ``result`` (with
     its webhook's deliveries, when given)."""
     kind = JobKind(job.kind)
-    return JOB_MODELS[kind](
+    return cast(KindJob, JOB_MODELS[kind](
         id=job.id,
         kind=kind,
         status=JobStatus(job.status),
@@ -76,7 +81,7 @@ def to_public(job: Job, webhook: WebhookView | None = None) -> JobPublic:
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,
-        result=job.result,
+        result=cast("schemas.JobResult | None", job.result),  # the kind's, as stored
         error=job.error,  # type: ignore[arg-type]
         usage=job.usage,  # type: ignore[arg-type]
         metadata=job.meta or {},
@@ -84,7 +89,7 @@ def to_public(job: Job, webhook: WebhookView | None = None) -> JobPublic:
         webhook=webhook,
         priority=job.priority,
         run_at=job.run_at,
-    )
+    ))
 
 
 def _webhooks(state: ApiState, jobs: list[Job]) -> dict[str, WebhookView]:
@@ -92,7 +97,7 @@ def _webhooks(state: ApiState, jobs: list[Job]) -> dict[str, WebhookView]:
     return Outbox(state.repo.db).views(jobs) if any(j.webhook_url for j in jobs) else {}
 
 
-def _public(state: ApiState, job: Job) -> JobPublic:
+def _public(state: ApiState, job: Job) -> KindJob:
     """``to_public`` with the job's webhook view."""
     return to_public(job, _webhooks(state, [job]).get(job.id))
 
@@ -384,7 +389,9 @@ async def cancel_job(
     public = await run_in_threadpool(_public, state, job) if job.webhook_url else to_public(job)
     settings = state.settings
     if floor is not None:
-        closing = [(EventType.DONE, {"status": JobStatus.CANCELLED})]
+        closing: list[tuple[str, dict[str, Any]]] = [
+            (EventType.DONE, {"status": JobStatus.CANCELLED})
+        ]
         try:
             last = await append_once_async(
                 state.redis, settings, job.id, job.attempts, closing, floor=floor
