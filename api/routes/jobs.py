@@ -72,7 +72,7 @@ def to_public(job: Job, webhook: WebhookView | None = None) -> KindJob:
     """The API view of a job row: the model of its kind, which types its ``result`` (with
     its webhook's deliveries, when given)."""
     kind = JobKind(job.kind)
-    return cast(KindJob, JOB_MODELS[kind](
+    public = JOB_MODELS[kind](
         id=job.id,
         kind=kind,
         status=JobStatus(job.status),
@@ -89,7 +89,8 @@ def to_public(job: Job, webhook: WebhookView | None = None) -> KindJob:
         webhook=webhook,
         priority=job.priority,
         run_at=job.run_at,
-    ))
+    )
+    return cast(KindJob, public)  # JOB_MODELS maps each kind to its own model
 
 
 def _webhooks(state: ApiState, jobs: list[Job]) -> dict[str, WebhookView]:
