@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request, status
@@ -54,7 +54,7 @@ def _is_type_tag(part: str) -> bool:
     return part in _TYPE_TAGS or "[" in part or part.startswith(("function-", "lax-or-strict"))
 
 
-def describe(error: dict[str, Any]) -> dict[str, str]:
+def describe(error: Mapping[str, Any]) -> dict[str, str]:
     """One validation error as ``{"field", "message"}``."""
     kind = error.get("type", "")
     if kind in ("union_tag_not_found", "union_tag_invalid"):
@@ -75,7 +75,7 @@ def validation_response(errors: Sequence[dict[str, Any]]) -> JSONResponse:
     )
 
 
-def validation_detail(errors: Sequence[dict[str, Any]]) -> tuple[str, list[dict[str, str]]]:
+def validation_detail(errors: Sequence[Mapping[str, Any]]) -> tuple[str, list[dict[str, str]]]:
     """A one-line ``detail`` of validation errors, and the errors field by field."""
     described = [describe(e) for e in errors]
     # A union reports every member's complaint; keep the most specific ones (a

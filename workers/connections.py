@@ -114,13 +114,14 @@ def sync_client(
             **options,
         )  # fmt: skip
         # A Sentinel pool fails past its size rather than waiting: size it generously.
-        return sentinel.master_for(
+        client: redis.Redis = sentinel.master_for(
             target.master,
             db=target.db,
             username=target.username,
             password=target.password,
             max_connections=max_connections * 2,
         )
+        return client
     pool = redis.BlockingConnectionPool.from_url(
         target.url, max_connections=max_connections, timeout=30, **options
     )
@@ -143,13 +144,14 @@ def async_client(
                              "socket_connect_timeout": CONNECT_TIMEOUT_S},
             **options,
         )  # fmt: skip
-        return sentinel.master_for(
+        async_redis: redis.asyncio.Redis = sentinel.master_for(
             target.master,
             db=target.db,
             username=target.username,
             password=target.password,
             max_connections=max_connections * 2,
         )
+        return async_redis
     pool = redis.asyncio.BlockingConnectionPool.from_url(
         target.url, max_connections=max_connections, timeout=10, **options
     )

@@ -154,7 +154,7 @@ def take_over_celery_logging(*, level: str, json_lines: bool) -> None:
             notices.info("%s", msg.strip())
 
         # The one hook there is: the module's function, looked up at each call.
-        celery_worker.safe_say = say  # type: ignore[attr-defined]
+        celery_worker.safe_say = say
 
 
 def _log_uncaught(

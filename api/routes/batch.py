@@ -29,7 +29,7 @@ from aijobs.api.admission import check_idempotency_key, check_submit_rate, too_m
 from aijobs.api.deps import StateDep, TenantDep
 from aijobs.api.errors import validation_detail
 from aijobs.api.openapi import V1_GUARD, errors
-from aijobs.api.routes.jobs import prepare_new_job, queued_job, run_at_epoch_s, to_public
+from aijobs.api.routes.jobs import prepare_new_job, queued_job, run_at_epoch_s
 from aijobs.api.state import ApiState
 from aijobs.errors import Conflict, InvalidInput, Refused
 from aijobs.jsonsize import json_bytes
@@ -42,6 +42,7 @@ from aijobs.schemas import (
     WebhookView,
 )
 from aijobs.store.models import Job
+from aijobs.store.public import public_job as to_public
 from aijobs.store.submits import NewJob
 from aijobs.webhooks.outbox import Outbox
 

@@ -23,13 +23,14 @@ from aijobs.api.admission import (
 )
 from aijobs.api.deps import StateDep, TenantDep
 from aijobs.api.openapi import V1_GUARD, errors
-from aijobs.api.routes.jobs import cancel_job, queued_job, to_public
+from aijobs.api.routes.jobs import cancel_job, queued_job
 from aijobs.api.state import ApiState
 from aijobs.errors import Conflict, NotFound
 from aijobs.jsonsize import json_bytes
 from aijobs.schemas import JOB_INPUT_ADAPTER, JobPublic, JobStatus, WebhookView
 from aijobs.store.jobs import IdempotencyConflict
 from aijobs.store.models import Job
+from aijobs.store.public import public_job as to_public
 from aijobs.store.retention import scrub_jobs
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from functools import partial
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
@@ -45,6 +45,7 @@ from aijobs.schemas import (
 from aijobs.store.jobs import new_job_id
 from aijobs.store.listing import MAX_METADATA_FILTERS, ListFilters, Order, metadata_filter
 from aijobs.store.models import Job
+from aijobs.store.public import KindJob
 from aijobs.store.public import public_job as to_public
 from aijobs.store.submits import NewJob
 from aijobs.vectors import json_vectors
@@ -61,14 +62,12 @@ _SUBMIT_HEADERS = {
 log = logging.getLogger(__name__)
 #: ``GET /v1/jobs?metadata.customer=acme``: a filter on the metadata key ``customer``.
 _METADATA_PARAM = "metadata."
-
-
 def _webhooks(state: ApiState, jobs: list[Job]) -> dict[str, WebhookView]:
     """Webhooks: the deliveries of those jobs that have a webhook (no query otherwise)."""
     return Outbox(state.repo.db).views(jobs) if any(j.webhook_url for j in jobs) else {}
 
 
-def _public(state: ApiState, job: Job) -> JobPublic:
+def _public(state: ApiState, job: Job) -> KindJob:
     """``to_public`` with the job's webhook view."""
     return to_public(job, _webhooks(state, [job]).get(job.id))
 
@@ -360,7 +359,9 @@ async def cancel_job(
     public = await run_in_threadpool(_public, state, job) if job.webhook_url else to_public(job)
     settings = state.settings
     if floor is not None:
-        closing = [(EventType.DONE, {"status": JobStatus.CANCELLED})]
+        closing: list[tuple[str, dict[str, Any]]] = [
+            (EventType.DONE, {"status": JobStatus.CANCELLED})
+        ]
         try:
             last = await append_once_async(
                 state.redis, settings, job.id, job.attempts, closing, floor=floor

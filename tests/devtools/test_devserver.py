@@ -123,3 +123,14 @@ def test_dev_runs_the_whole_system_stops_on_ctrl_c_and_loses_nothing_across_a_re
             assert read_events(c, job["id"]) == events
     finally:
         stop_dev(again)
+
+
+def test_a_child_is_named_by_its_command() -> None:
+    # Messages like "the worker exited" name a child by this word of its argv.
+    from aijobs.devtools.devserver import _role, _spawn
+
+    child = _spawn(["--version"], dict(os.environ))
+    try:
+        assert _role(child) == "--version"
+    finally:
+        child.wait(timeout=60)

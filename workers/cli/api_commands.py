@@ -12,7 +12,7 @@ import argparse
 import functools
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -203,7 +203,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     }  # fmt: skip
     with _client(args) as client:
         if args.all:
-            jobs: list[JobPublic] = list(
+            jobs: Sequence[JobPublic] = list(
                 client.iter_jobs(
                     status=args.status, kind=args.kind, page_size=args.limit, **filters
                 )

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -29,7 +29,7 @@ class Outcome:
     """How a followed job ended, as far as its events told."""
 
     status: str | None = None
-    result: dict[str, Any] | None = None
+    result: Mapping[str, Any] | None = None
     error: dict[str, Any] | None = None
     text: TextState = field(default_factory=TextState)
 

@@ -66,7 +66,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     # The runtime sizes its connection pools and offers its slots from these; the CLI
     # flags alone would not reach it.
     app.conf.worker_concurrency = concurrency
-    app.aijobs_queues = queues  # type: ignore[attr-defined]
+    app.aijobs_queues = queues
     take_over_celery_logging(level=settings.log_level, json_lines=settings.log_json)
     pool = args.pool or settings.worker_pool
     # Celery prints its banner straight to stdout: with JSON lines, one record says it.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -24,7 +25,7 @@ def _when(value: datetime | None) -> str:
     return value.astimezone().strftime("%Y-%m-%d %H:%M:%S") if value else "-"
 
 
-def jobs_table(page: JobPage | list[JobPublic]) -> str:
+def jobs_table(page: JobPage | Sequence[JobPublic]) -> str:
     """Jobs, one a line, under a header."""
     jobs = page.data if isinstance(page, JobPage) else page
     lines = [f"{'ID':<32}  {'KIND':<8}  {'STATUS':<9}  {'CREATED':<19}  MODEL"]
@@ -63,7 +64,7 @@ def job_text(job: JobPublic) -> str:
     return "\n".join(lines)
 
 
-def _result_text(kind: str, result: dict[str, Any]) -> str:
+def _result_text(kind: str, result: Mapping[str, Any]) -> str:
     if kind == "generate" and "text" in result:
         return str(result["text"])
     if kind == "extract" and "data" in result:

@@ -339,7 +339,7 @@ class JobsPager:
             filters=self._filters,
         )  # fmt: skip
 
-    def take(self, page: JobPage) -> list[JobPublic]:
+    def take(self, page: JobPage) -> Sequence[JobPublic]:
         """The jobs of a page just read; moves to the next."""
         self._cursor = page.next_cursor
         self._done = page.next_cursor is None or not page.data

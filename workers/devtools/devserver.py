@@ -30,7 +30,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from aijobs.devtools.redis_server import RedisServer, free_port, start_redis
@@ -63,6 +63,10 @@ def _die_with_parent() -> None:
         pass
 
 
+#: How a child is started: this interpreter, never a module from the cwd (``-P``).
+_CLI = [sys.executable, "-P", "-m", "aijobs.cli"]
+
+
 def _spawn(
     args: list[str], env: dict[str, str], log_name: str | None = None
 ) -> subprocess.Popen[bytes]:
@@ -70,7 +74,7 @@ def _spawn(
     if log_name:
         out = open(STATE_DIR / log_name, "ab")  # noqa: SIM115 - lives as long as the child
     return subprocess.Popen(
-        [sys.executable, "-P", "-m", "aijobs.cli", *args],
+        [*_CLI, *args],
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=out,
@@ -110,12 +114,18 @@ def _dev_secrets() -> dict[str, str]:
     return {name: saved[name] for name in wanted}
 
 
+def _role(proc: subprocess.Popen[bytes]) -> str:
+    """The word of a child's argv that messages name it by: the command after
+    ``python -P -m aijobs.cli`` (``_spawn`` gives a list of str)."""
+    return cast("list[str]", proc.args)[len(_CLI)]
+
+
 def _wait_http(url: str, procs: list[subprocess.Popen[bytes]], timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         for proc in procs:
             if proc.poll() is not None:
-                raise RuntimeError(f"a child process exited early ({proc.args[3]}); see .aijobs/")
+                raise RuntimeError(f"a child process exited early ({_role(proc)}); see .aijobs/")
         with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as answer:
             if answer.status < 500:
                 return
@@ -154,7 +164,7 @@ def run_dev(*, api_port: int, flower_port: int, simulator_port: int = 8300) -> i
 
     redis_server: RedisServer | None = None
     procs: list[subprocess.Popen[bytes]] = []
-    previous: dict[int, Any] = {}
+    previous: dict[signal.Signals, Any] = {}
 
     def on_signal(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
@@ -197,7 +207,7 @@ def run_dev(*, api_port: int, flower_port: int, simulator_port: int = 8300) -> i
         while True:
             for proc in procs:
                 if proc.poll() is not None:
-                    say(f"aijobs dev: {proc.args[3]} exited ({proc.returncode}); stopping")
+                    say(f"aijobs dev: {_role(proc)} exited ({proc.returncode}); stopping")
                     return 1
             time.sleep(0.5)
     except KeyboardInterrupt:

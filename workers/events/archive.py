@@ -17,12 +17,13 @@ import logging
 import time
 import zlib
 from collections.abc import Iterable, Sequence
+from typing import cast
 
 from redis import Redis
 from redis.exceptions import RedisError
 
 from aijobs import redis_keys
-from aijobs.events.follow import StoredOutcome, decode_entry
+from aijobs.events.follow import StoredOutcome, StreamPage, decode_entry
 from aijobs.events.protocol import Event, EventType
 from aijobs.store import event_logs
 from aijobs.store.db import Database
@@ -65,7 +66,7 @@ def stream_events(redis: Redis, job_id: str) -> list[Event]:
     events: list[Event] = []
     low = "-"
     while True:
-        page = redis.xrange(key, min=low, max="+", count=_PAGE)
+        page = cast(StreamPage, redis.xrange(key, min=low, max="+", count=_PAGE))
         events.extend(decode_entry(entry_id, fields) for entry_id, fields in page)
         if len(page) < _PAGE:
             return events

@@ -19,7 +19,7 @@ import itertools
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis
 
@@ -30,6 +30,9 @@ from aijobs.events.protocol import CLOSING_EVENTS, Event, EventType, dumps
 _PAGE = 500
 #: Events handed to a reader in one write, at most.
 _BATCH = 256
+#: A page of XRANGE: redis-py types an entry's id and fields as optional (XCLAIM's deleted
+#: entries have none), which XRANGE's never are.
+StreamPage = list[tuple[str | bytes, dict[Any, Any]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +84,7 @@ async def read_after(redis: Redis, job_id: str, after: int, *, limit: int = 0) -
     low = "-" if after <= 0 else f"({redis_keys.stream_entry_id(after)}"
     page_size = min(_PAGE, limit) if limit else _PAGE
     while True:
-        page = await redis.xrange(key, min=low, max="+", count=page_size)
+        page = cast(StreamPage, await redis.xrange(key, min=low, max="+", count=page_size))
         for entry_id, fields in page:
             events.append(decode_entry(entry_id, fields))
         if len(page) < page_size or (limit and len(events) >= limit):

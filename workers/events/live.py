@@ -129,8 +129,8 @@ class LiveHub:
                 # Messages may have been lost while the connection was down: every
                 # reader re-reads the Stream from its cursor.
                 log.warning("live connection lost: %s", exc)
-                for readers in self._subs.values():
-                    for sub in readers:
+                for subs in self._subs.values():
+                    for sub in subs:
                         sub.overflowed = True
                 await asyncio.sleep(0.5)
                 continue

@@ -303,9 +303,9 @@ class EventWriter:
         if self._reserve is None:
             return todo
         short: list[tuple[str, int, int]] = []
-        for (job_id, attempt), entry in todo:
-            state = entry.state
-            need = max(state.last_event_id, state.floor) + entry.pending_count() + 1
+        for (job_id, attempt), pending in todo:
+            state = pending.state
+            need = max(state.last_event_id, state.floor) + pending.pending_count() + 1
             if state.reserved and need > state.reserved:
                 short.append((job_id, attempt, need + self._id_block))
         if not short:

@@ -26,8 +26,15 @@ class BatchStore(Protocol):
 class KindOutput(Protocol):
     """What an attempt of any kind produced."""
 
-    usage: dict[str, int] | None
-    stopped: bool
+    @property
+    def usage(self) -> dict[str, int] | None:
+        """Tokens used, when the provider said."""
+        ...
+
+    @property
+    def stopped(self) -> bool:
+        """Asked to stop early."""
+        ...
 
     def result(self) -> dict[str, Any]:
         """The job's ``result`` object."""

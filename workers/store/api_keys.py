@@ -9,8 +9,9 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 
 from aijobs.errors import ConfigurationError
 from aijobs.store.db import Database
@@ -80,7 +81,8 @@ class KeyRepository:
             .values(revoked_at=utcnow())
         )
         with self.db.session() as session:
-            done = session.execute(stmt).rowcount == 1  # type: ignore[attr-defined]
+            # An UPDATE executes to a CursorResult (Session.execute is typed for any statement).
+            done = cast(CursorResult[Any], session.execute(stmt)).rowcount == 1
         with self._lock:
             self._cache.clear()  # this process sees it now; others within the TTL
         return done

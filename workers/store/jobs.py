@@ -26,7 +26,7 @@ from aijobs.store import hot, listing
 from aijobs.store.db import Database
 from aijobs.store.event_logs import forget as forget_event_log
 from aijobs.store.grouped import GroupedWrites
-from aijobs.store.hot import Claim
+from aijobs.store.hot import Claim as Claim  # re-exported (aijobs.store, the worker)
 from aijobs.store.listing import NO_FILTERS, ListFilters
 from aijobs.store.models import EmbeddingBatch, Job, utcnow
 from aijobs.store.submits import NewJob, insert_jobs

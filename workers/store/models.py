@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -13,6 +13,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Table,
     TypeDecorator,
 )
 from sqlalchemy.engine import Dialect
@@ -45,6 +46,11 @@ class Base(DeclarativeBase):
     """Declarative base of every table."""
 
     type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, datetime: UTCDateTime}
+
+    if TYPE_CHECKING:
+        # Every model here names a table, so its __table__ is a Table (insert, update, delete
+        # take it), not the FromClause that DeclarativeBase declares for any mapping.
+        __table__: ClassVar[Table]
 
 
 class Job(Base):

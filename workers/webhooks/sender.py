@@ -86,7 +86,7 @@ def backoff_s(
     gets a breather and a fleet does not come back in step — or the receiver's
     Retry-After when that is longer (within the cap)."""
     ceiling = min(cap_s, base_s * 2 ** max(0, attempt - 1))
-    wait = ceiling / 2 + (rng or random).uniform(0.0, ceiling / 2)
+    wait: float = ceiling / 2 + (rng or random).uniform(0.0, ceiling / 2)
     if retry_after_s is not None:
         wait = max(wait, min(retry_after_s, cap_s))
     return wait

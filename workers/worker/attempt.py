@@ -32,7 +32,7 @@ from aijobs.store.models import Job, utcnow
 from aijobs.worker.retry import compute_backoff_s
 
 if TYPE_CHECKING:
-    from aijobs.kinds.base import Kind, KindOutput
+    from aijobs.kinds.base import BatchStore, Kind, KindOutput
     from aijobs.store.jobs import Claim
     from aijobs.worker.context import WorkerContext
     from aijobs.worker.leases import Lease
@@ -114,7 +114,7 @@ class Attempt:
         self.guard = ctx.watchdog.guard(
             time_limit_s=settings.task_time_limit_s, call_limit_s=settings.provider_deadline_s
         )
-        self.batches = _Batches(ctx, job.id)
+        self.batches: BatchStore = _Batches(ctx, job.id)
         self._charged = charged
         self._first_text: float | None = None
         self._cancel_in_store = claim.cancel_requested
@@ -216,13 +216,13 @@ class Attempt:
             self.failed(failure)
         except INFRASTRUCTURE_ERRORS as exc:
             log.warning("job %s attempt %s: %s", self.job.id, self.number, exc)
-            failure = JobFailed(
+            down = JobFailed(
                 ErrorCode.INFRASTRUCTURE,
                 f"the job system's storage was unavailable ({type(exc).__name__})",
                 retryable=True,
             )
             try:
-                self.failed(failure)
+                self.failed(down)
             except INFRASTRUCTURE_ERRORS:
                 # Still down: the lease lapses and the reconciler queues the job again.
                 self._log("abandoned", error_code=ErrorCode.INFRASTRUCTURE)

@@ -16,6 +16,7 @@ from aijobs.settings import Settings
 from aijobs.store.migrate import SchemaOutOfDate
 from aijobs.worker.broker import transport_for
 from aijobs.worker.context import WorkerContext
+from aijobs.worker.typed_celery import receiver
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ def create_celery_app(settings: Settings) -> Celery:
     transport_class = transport_for(broker)
     if transport_class:  # kombu's, with its reconnect fault fixed (aijobs.worker.broker)
         app.conf.broker_transport = transport_class
-    app.aijobs_settings = settings  # type: ignore[attr-defined]
+    app.aijobs_settings = settings
     return app
 
 
@@ -122,7 +123,7 @@ def runtime_for(app: Celery) -> WorkerContext:
     with _runtime_lock:
         runtime = getattr(app, "aijobs_runtime", None)
         if runtime is None:
-            settings: Settings = app.aijobs_settings  # type: ignore[attr-defined]
+            settings: Settings = app.aijobs_settings
             concurrency = app.conf.worker_concurrency or settings.worker_concurrency
             kinds = getattr(app, "aijobs_queues", None) or QUEUES
 
@@ -130,7 +131,7 @@ def runtime_for(app: Celery) -> WorkerContext:
                 send_jobs(app, kind, job_ids)
 
             runtime = WorkerContext.build(settings, send=send, concurrency=concurrency, kinds=kinds)
-            app.aijobs_runtime = runtime  # type: ignore[attr-defined]
+            app.aijobs_runtime = runtime
             _RUNTIMES.add(runtime)
     return runtime
 
@@ -139,12 +140,12 @@ def close_runtime(app: Celery) -> None:
     """Flush and close this process's runtime, if one was built."""
     runtime: WorkerContext | None = getattr(app, "aijobs_runtime", None)
     if runtime is not None:
-        app.aijobs_runtime = None  # type: ignore[attr-defined]
+        app.aijobs_runtime = None
         _RUNTIMES.discard(runtime)
         runtime.close()
 
 
-@worker_init.connect
+@receiver(worker_init)
 def _build_at_start(sender: object = None, **_: object) -> None:
     # Build the runtime when the worker starts, not on its first task: its
     # reconciler must run even on an idle worker (that is how a dead worker's jobs
@@ -166,7 +167,7 @@ def _build_at_start(sender: object = None, **_: object) -> None:
             raise SystemExit(2) from exc
 
 
-@worker_shutting_down.connect
+@receiver(worker_shutting_down)
 def _hand_off_on_shutdown(sender: object = None, how: str = "", **_: object) -> None:
     # Sent with the worker's hostname only; every app built in this process that
     # has a runtime is this worker's.
@@ -174,7 +175,7 @@ def _hand_off_on_shutdown(sender: object = None, how: str = "", **_: object) -> 
         runtime.hand_off_after(runtime.settings.shutdown_grace_s)
 
 
-@worker_shutdown.connect
+@receiver(worker_shutdown)
 def _close_on_shutdown(sender: object = None, **_: object) -> None:
     app = getattr(sender, "app", None)
     if isinstance(app, Celery):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 def backoff_ceiling_s(attempt: int, *, base_s: float, cap_s: float) -> float:
     """The most that ``compute_backoff_s`` waits after attempt ``attempt`` without a hint."""
-    return min(cap_s, base_s * 2 ** max(0, attempt - 1))
+    return min(cap_s, base_s * 2.0 ** max(0, attempt - 1))
 
 
 def compute_backoff_s(

@@ -139,7 +139,10 @@ def _fail_unstarted(
 ) -> None:
     """End a job without running another attempt."""
     error = {"code": code, "message": message, "retryable": False}
-    closing = [(EventType.ERROR, error), (EventType.DONE, {"status": JobStatus.FAILED})]
+    closing: list[tuple[str, dict[str, Any]]] = [
+        (EventType.ERROR, error),
+        (EventType.DONE, {"status": JobStatus.FAILED}),
+    ]
     floor = ctx.repo.fail_unclaimed(
         job.id, seen_attempts=job.attempts, error=error, events=len(closing)
     )

@@ -26,12 +26,13 @@ from __future__ import annotations
 import re
 
 from billiard.exceptions import Terminated
-from celery import Task, shared_task
+from celery import Task
 from celery.exceptions import Retry
 
 from aijobs.worker.attempt import Outcome, Report
 from aijobs.worker.celery_app import runtime_for
 from aijobs.worker.runner import run_delivery
+from aijobs.worker.typed_celery import celery_task
 
 #: What an error code looks like. A provider's own code passes through as it came
 #: (``billing_hard_limit_reached``, ``provider_http_502``); anything else is not shown.
@@ -55,7 +56,7 @@ class JobWaitingError(Exception):
         self.reason = reason
 
 
-class JobWaiting(Retry):
+class JobWaiting(Retry):  # type: ignore[misc]  # Celery is untyped: Retry is Any
     """The ``Retry`` a delivery raises when its job went back to the fair queue.
 
     Its repr is its cause's: the worker describes a retried task by ``repr(retry.exc)``,
@@ -74,7 +75,7 @@ class JobWaiting(Retry):
         return type(self), (self.reason,)
 
 
-class JobCancelledError(Terminated):
+class JobCancelledError(Terminated):  # type: ignore[misc]  # billiard is untyped
     """Raised to Celery when a delivery stopped its job on a cancel.
 
     A subclass of billiard's ``Terminated`` ("terminated by user request"), which the
@@ -105,19 +106,19 @@ def tell_celery(report: Report) -> None:
         raise JobWaiting(_code(report.code, "waiting"))
 
 
-@shared_task(bind=True, name="aijobs.generate", throws=EXPECTED)
+@celery_task(bind=True, name="aijobs.generate", throws=EXPECTED)
 def generate(self: Task, job_id: str, kind: str = "generate") -> None:
     """Run a ``generate`` job."""
     tell_celery(run_delivery(runtime_for(self.app), job_id))
 
 
-@shared_task(bind=True, name="aijobs.extract", throws=EXPECTED)
+@celery_task(bind=True, name="aijobs.extract", throws=EXPECTED)
 def extract(self: Task, job_id: str, kind: str = "extract") -> None:
     """Run an ``extract`` job."""
     tell_celery(run_delivery(runtime_for(self.app), job_id))
 
 
-@shared_task(bind=True, name="aijobs.embed", throws=EXPECTED)
+@celery_task(bind=True, name="aijobs.embed", throws=EXPECTED)
 def embed(self: Task, job_id: str, kind: str = "embed") -> None:
     """Run an ``embed`` job."""
     tell_celery(run_delivery(runtime_for(self.app), job_id))

@@ -247,6 +247,6 @@ class Harness:
 
     def _as(self, cls: type[_C], child: Child, **fields: object) -> _C:
         """Re-wrap a tracked child as ``cls`` (a Service or Worker), still tracked."""
-        typed = cls(child.name, child.process, child.log_path, **fields)  # type: ignore[arg-type]
+        typed = cls(child.name, child.process, child.log_path, **fields)
         self.children[self.children.index(child)] = typed
         return typed

@@ -44,7 +44,8 @@ class Rejected(Exception):
 
 def state_of(request: Request) -> SimulatorState:
     """The simulator state of the app serving ``request``."""
-    return request.app.state.sim
+    sim: SimulatorState = request.app.state.sim
+    return sim
 
 
 def auth_kind(request: Request) -> str:

@@ -268,7 +268,7 @@ async def _chat(
             entered = False
             return StalledBody(headers, fault.interval_s, stats)
         text = "".join(tokens)
-        message = {
+        message: dict[str, Any] = {
             "role": "assistant",
             "content": text if field == "content" else None,
             "refusal": text if field == "refusal" else None,

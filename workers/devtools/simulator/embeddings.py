@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import sys
+from collections.abc import Sequence
 
 DEFAULT_DIMENSIONS = 1536
 MODEL_DIMENSIONS: dict[str, int] = {
@@ -64,7 +65,7 @@ def vector_base64(key: bytes, dimensions: int) -> str:
 
 
 def response_json(
-    inputs: list[str] | list[list[int]],
+    inputs: Sequence[str | list[int]],
     model: str,
     dimensions: int,
     encoding_format: str,
