@@ -136,6 +136,10 @@ def machine() -> dict[str, Any]:
     }
 
 
+def fmt_load(load: tuple[float, float, float]) -> str:
+    return " / ".join(f"{v:.2f}" for v in load)
+
+
 def raise_on_sigterm(signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")  # unwinds every harness: all children stop
 
@@ -149,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="aijobs-bench-") as tmp:
         for name in args.only:
             print(f"== {name}", file=sys.stderr, flush=True)
-            t0 = time.time()
+            t0, load_at_start = time.time(), os.getloadavg()
             try:
                 with bench_harness(Path(tmp) / name) as h:
                     result = WORKLOADS[name](h, args)
@@ -159,14 +163,20 @@ def main(argv: list[str] | None = None) -> int:
                 traceback.print_exc()
                 result = Workload(name, problems=[f"failed: {type(exc).__name__}: {exc}"])
             result.details["run_s"] = time.time() - t0
+            result.details["load_average_at_start"] = load_at_start
             results.append(result)
     figures = [f for r in results for f in r.figures]
     print(figures_table(figures))
+    before, after = report["machine_before"], machine()
+    print(
+        f"\n{before['cpus']} CPUs, Python {before['python']}; load average (1, 5, 15 min) "
+        f"before {fmt_load(before['load_average'])}, after {fmt_load(after['load_average'])}"
+    )
     problems = [f"{r.name}: {p}" for r in results for p in r.problems]
     for problem in problems:
         print(f"PROBLEM {problem}")
     report |= {
-        "machine_after": machine(),
+        "machine_after": after,
         "total_run_s": time.time() - started,
         "figures": figures,
         "workloads": {r.name: {"details": r.details, "problems": r.problems} for r in results},
