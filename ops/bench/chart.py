@@ -46,6 +46,8 @@ def draw(series: dict[str, Any], path: Path) -> Path:
             ax.set_xlabel(xlabel)
             ax.set_ylabel(ylabel)
             ax.grid(True, alpha=0.3)
+            if row == 0:
+                ax.set_ylim(bottom=0)  # throughput from zero: a 5 % gap must not look like 2x
             if row == 1:
                 ax.axhline(1.0, color="grey", linewidth=0.8)
                 # A scale of at least 0.9..1.2, so 3 % of noise does not look like a cliff.

@@ -38,8 +38,9 @@ def test_one_command_runs_every_workload_beside_its_baseline(tmp_path: Path) -> 
                 "| embeddings 3,000 x 256 ", "texts / s, base64 GET", "| submit, 8 clients ",
                 "| submit, 1 client ", "jobs / s (POST vs send_task)", "CPU per submit",
                 "GET /healthz (reference)", "GET /v1/jobs/{id} (reference)",
-                "| dispatch 8 jobs, API x1 ", "| dispatch 8 jobs, API x2 ", "POST → running p50",
-                "added time to first token p99", "worker CPU per chunk vs limit raw",
+                "| dispatch 8 jobs, API x1 ", "| dispatch 8 jobs, API x2 ",
+                "POST → running p50 (job record's started_at)", "added time to first token p99",
+                "worker CPU per chunk vs limit raw",
                 "| catch-up 1,000 events ", "| memory 100 finished jobs ",
                 "Redis used_memory per finished job"):  # fmt: skip
         assert row in out, out
