@@ -1,21 +1,28 @@
 """``python -m ops.bench``: every workload beside its baseline in one run, one table.
 
-    python -m ops.bench [--smoke] [--out DIR] [--only streaming,readers,embeddings,submit]
-                        [--streams 50,200,1000] [--processes 1,2] [...]
+    python -m ops.bench [--smoke] [--out DIR] [--only submit,dispatch,...] [sizes...]
 
 Workloads (each in its own stack of processes, one after the other):
 
+* submit: ``POST /v1/jobs`` (concurrent clients and one sequential client) against raw
+  Celery ``send_task``, with ``GET /healthz`` and ``GET /v1/jobs/{id}`` for reference;
+* dispatch: a burst of POSTs each followed by an SSE reader, end to end over HTTP (POST →
+  running, added time to first token, job time, CPU per chunk and per event) against one
+  asyncio ``AsyncOpenAI`` process streaming the same jobs (raw lines, typed), once per
+  API process count;
+* catchup: a finished job's whole log over SSE against ``XRANGE`` + ``json.loads``;
+* readers: fan-out, SSE readers on ``aijobs api --workers 2`` against one ``XREAD BLOCK``
+  connection each;
 * streaming: ``aijobs worker`` relaying token streams against a naive Celery worker,
   swept over streams (one process) and over worker processes;
-* readers: SSE readers on one API process against one ``XREAD BLOCK`` connection each;
-* embeddings: one embed job through API and worker against direct SDK calls;
-* submit: ``POST /v1/jobs`` (concurrent clients and one sequential client) against raw
-  Celery ``send_task``, with ``GET /healthz`` and ``GET /v1/jobs/{id}`` for reference.
+* memory: Redis ``used_memory`` per finished job;
+* embeddings: one embed job through API and worker against direct SDK calls.
 
 Prints one markdown table (figure, ours, baseline, ratio), writes ``bench.json`` and
-``bench.png`` (throughput and job-time ratio against streams and worker processes) to
-``--out`` (default ``.aijobs/bench``). Exit code 1 if any workload failed or checked wrong.
-No figure is asserted anywhere: the machine is shared, so compare within one run.
+``bench.png`` (throughput and job-time ratio against streams, worker processes and API
+processes) to ``--out`` (default ``.aijobs/bench``). Exit code 1 if any workload failed
+or checked wrong. No figure is asserted anywhere: the machine is shared, so compare
+within one run.
 """
 
 from __future__ import annotations
@@ -33,30 +40,35 @@ from types import FrameType
 from typing import Any
 
 from aijobs.devtools.harness import HarnessError, figures_table, write_json
-from ops.bench import chart, embeddings, readers, streaming, submit
+from ops.bench import catchup, chart, dispatch, embeddings, memory, readers, streaming, submit
 from ops.bench.common import Workload, bench_harness
 
 WORKLOADS = {
-    "streaming": streaming.run,
-    "readers": readers.run,
-    "embeddings": embeddings.run,
     "submit": submit.run,
+    "dispatch": dispatch.run,
+    "catchup": catchup.run,
+    "readers": readers.run,
+    "streaming": streaming.run,
+    "memory": memory.run,
+    "embeddings": embeddings.run,
 }
 
 #: Sizes of a full run and of ``--smoke``; any option given on the command line wins.
 FULL: dict[str, Any] = {
-    "streams": [50, 200, 1000], "processes": [1, 2], "process_streams": 200,
+    "streams": [50, 200, 500, 1000], "processes": [1, 2], "process_streams": 200,
     "tokens": 200, "tps": 50.0, "baseline_jobs": 12,
     "readers": 1000, "reader_jobs": 50, "rate": 20.0, "seconds": 10.0,
     "texts": 100_000, "sample": 1000,
     "submits": 2000, "sequential": 300, "clients": 50,
+    "burst": 200, "api_processes": [1, 2], "catchup_events": 10_000, "memory_jobs": 10_000,
 }  # fmt: skip
 SMOKE: dict[str, Any] = {
-    "streams": [4, 8], "processes": [1, 2], "process_streams": 8,
+    "streams": [8], "processes": [1, 2], "process_streams": 8,
     "tokens": 20, "tps": 200.0, "baseline_jobs": 2,
-    "readers": 20, "reader_jobs": 4, "rate": 20.0, "seconds": 2.0,
+    "readers": 20, "reader_jobs": 4, "rate": 20.0, "seconds": 1.0,
     "texts": 3000, "sample": 200,
     "submits": 100, "sequential": 20, "clients": 8,
+    "burst": 8, "api_processes": [1, 2], "catchup_events": 1000, "memory_jobs": 100,
 }  # fmt: skip
 
 
@@ -87,6 +99,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     size("--baseline-jobs", type=int, help="streaming: jobs of the naive baseline")
     size("--baseline-concurrency", type=int, default=2, help="naive prefork processes")
     size("--readers", type=int, help="readers: concurrent readers")
+    size("--fanout-api-workers", type=int, default=2, help="readers: API processes")
     size("--reader-jobs", type=int, help="readers: running jobs they read")
     size("--rate", type=float, help="readers: deltas per second per job")
     size("--seconds", type=float, help="readers: how long the writer writes")
@@ -98,6 +111,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     size("--submits", type=int, help="submit: POSTs by the concurrent clients")
     size("--sequential", type=int, help="submit: POSTs by the sequential client")
     size("--clients", type=int, help="submit: concurrent clients")
+    size("--burst", type=int, help="dispatch: jobs POSTed at once, each with an SSE reader")
+    size("--api-processes", type=int_list, help="dispatch: API processes of the sweep")
+    size("--catchup-events", type=int, help="catchup: events of the finished job read back")
+    size("--memory-jobs", type=int, help="memory: finished jobs Redis holds")
     args = parser.parse_args(argv)
     for name, value in (SMOKE if args.smoke else FULL).items():
         if getattr(args, name) is None:
@@ -119,6 +136,10 @@ def machine() -> dict[str, Any]:
     }
 
 
+def fmt_load(load: tuple[float, float, float]) -> str:
+    return " / ".join(f"{v:.2f}" for v in load)
+
+
 def raise_on_sigterm(signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")  # unwinds every harness: all children stop
 
@@ -132,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="aijobs-bench-") as tmp:
         for name in args.only:
             print(f"== {name}", file=sys.stderr, flush=True)
-            t0 = time.time()
+            t0, load_at_start = time.time(), os.getloadavg()
             try:
                 with bench_harness(Path(tmp) / name) as h:
                     result = WORKLOADS[name](h, args)
@@ -142,14 +163,20 @@ def main(argv: list[str] | None = None) -> int:
                 traceback.print_exc()
                 result = Workload(name, problems=[f"failed: {type(exc).__name__}: {exc}"])
             result.details["run_s"] = time.time() - t0
+            result.details["load_average_at_start"] = load_at_start
             results.append(result)
     figures = [f for r in results for f in r.figures]
     print(figures_table(figures))
+    before, after = report["machine_before"], machine()
+    print(
+        f"\n{before['cpus']} CPUs, Python {before['python']}; load average (1, 5, 15 min) "
+        f"before {fmt_load(before['load_average'])}, after {fmt_load(after['load_average'])}"
+    )
     problems = [f"{r.name}: {p}" for r in results for p in r.problems]
     for problem in problems:
         print(f"PROBLEM {problem}")
     report |= {
-        "machine_after": machine(),
+        "machine_after": after,
         "total_run_s": time.time() - started,
         "figures": figures,
         "workloads": {r.name: {"details": r.details, "problems": r.problems} for r in results},
@@ -157,8 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     out = write_json(args.out / "bench.json", report)
     print(f"\nJSON: {out}", file=sys.stderr)
     by_name = {r.name: r for r in results}
-    if "streaming" in by_name:
-        png = chart.draw(streaming.chart_series(by_name["streaming"]), args.out / "bench.png")
+    series = streaming.chart_series(by_name["streaming"]) if "streaming" in by_name else {}
+    if "dispatch" in by_name:
+        series |= dispatch.chart_series(by_name["dispatch"])
+    if series:
+        png = chart.draw(series, args.out / "bench.png")
         print(f"chart: {png}", file=sys.stderr)
     return 1 if problems else 0
 

@@ -1,10 +1,11 @@
-"""Fan-out to readers: SSE readers on one API process against one XREAD connection each.
+"""Fan-out to readers: SSE readers on the API processes against one XREAD connection each.
 
 A private Redis, a fresh SQLite store with ``2 x --reader-jobs`` queued jobs (rows only,
-no worker) and ``aijobs api``; then two phases, each on its own jobs:
+no worker) and ``aijobs api --workers N`` (``--fanout-api-workers``, 2 by default); then
+two phases, each on its own jobs:
 
 * ours: ``--readers`` SSE connections (``GET /v1/jobs/{id}/events``) to the API, spread
-  evenly over the jobs; the API holds one pub/sub connection for all of them;
+  evenly over the jobs; each API process holds one pub/sub connection for all its own;
 * baseline: the same readers, each on its own Redis connection blocked in ``XREAD BLOCK 0``
   on its job's Stream (what a naive API would hold per client).
 
@@ -209,7 +210,7 @@ def phase_figures(
 
 
 def run(h: Harness, args: argparse.Namespace) -> Workload:
-    """Both phases on one API process (or ``--api-workers`` of them)."""
+    """Both phases on ``--fanout-api-workers`` API processes (``aijobs api --workers N``)."""
     raise_nofile()  # the API and the load generator inherit it: 1,000 sockets each
     server = h.start_redis()
     database_url = h.sqlite_url()
@@ -223,7 +224,7 @@ def run(h: Harness, args: argparse.Namespace) -> Workload:
         "api_keys": f"{TENANT}:{API_KEY}", "sse_keepalive_s": 10, "log_level": "WARNING",
         "tenant_max_readers": 0,  # one tenant opens every reader: no per-tenant cap (0 = off)
     })  # fmt: skip
-    api = h.start_api(env, workers=args.api_workers)
+    api = h.start_api(env, workers=args.fanout_api_workers)
     stack = Stack(h, args, server.url, server.process.pid, api)
     ours = run_phase(stack, "ours", "sse", job_ids[: args.reader_jobs])
     base = run_phase(stack, "baseline", "xread", job_ids[args.reader_jobs :])
@@ -234,7 +235,7 @@ def report(args: argparse.Namespace, ours: dict[str, Any], base: dict[str, Any])
     result = Workload("readers", details={"ours": ours, "baseline": base})
     for phase in (ours, base):
         result.problems += [f"{phase['name']}: {p}" for p in phase["problems"][:5]]
-    label = f"readers {args.readers} / {args.reader_jobs} jobs"
+    label = f"readers {args.readers} / {args.reader_jobs} jobs, API x{args.fanout_api_workers}"
     ol, bl = ours["latency_ms"], base["latency_ms"]
     oc, bc = ours["redis_conns"], base["redis_conns"]
     result.add(label, "readers verified (SSE vs XREAD BLOCK each)",
@@ -246,7 +247,7 @@ def report(args: argparse.Namespace, ours: dict[str, Any], base: dict[str, Any])
     window = ours["window_s"]
     result.add(label, "API CPU (share of a core)", ours["cpu_s"]["api"] / window * 100,
                None, "%")  # fmt: skip
-    result.add(label, "API CPU per event", ours["api_cpu_per_event_us"], None, "µs")
+    result.add(label, "API CPU per event-reader pair", ours["api_cpu_per_event_us"], None, "µs")
     result.add(label, "Redis CPU (share of a core)", ours["cpu_s"]["redis"] / window * 100,
                base["cpu_s"]["redis"] / base["window_s"] * 100, "%")  # fmt: skip
     result.add(label, "Redis connections held (API vs readers)",

@@ -277,8 +277,15 @@ class SseReader(asyncio.Protocol):
 
 
 async def run_sse_reader(
-    track: Track, host: str, port: int, job_id: str, gate: asyncio.Semaphore
+    track: Any,
+    host: str,
+    port: int,
+    job_id: str,
+    gate: asyncio.Semaphore,
+    protocol: type[SseReader] = SseReader,
 ) -> None:
+    """Read the job's events through ``protocol`` into ``track`` (a :class:`Track`, or
+    anything with ``finished``, ``error`` and ``on_event``) until ``done``."""
     loop = asyncio.get_running_loop()
     request = (
         f"GET /v1/jobs/{job_id}/events HTTP/1.1\r\nHost: {host}:{port}\r\n"
@@ -288,7 +295,7 @@ async def run_sse_reader(
     try:
         async with gate:
             transport, _ = await loop.create_connection(
-                lambda: SseReader(track, request, closed), host, port
+                lambda: protocol(track, request, closed), host, port
             )
     except OSError as exc:
         track.error(f"connect failed: {exc!r}")

@@ -157,11 +157,8 @@ def run_ours(stack: Stack, streams: int, processes: int) -> Point:
     point = Point("ours", streams, processes, per_process * processes)
     run = uuid.uuid4().hex[:6]
     env = stack.env()
-    workers = [
-        stack.h.start_worker(env, queues="generate", concurrency=per_process,
-                             name=f"ours-{streams}x{processes}-{i}-{run}")
-        for i in range(processes)
-    ]  # fmt: skip
+    workers = stack.h.start_workers(env, processes, queues="generate", concurrency=per_process,
+                                    name=f"ours-{streams}x{processes}-{run}")  # fmt: skip
     db = Database(stack.database_url)
     repo = JobRepository(db)
     rds = redis.Redis.from_url(stack.redis_url, decode_responses=True)

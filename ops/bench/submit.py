@@ -59,9 +59,9 @@ class Load:
         }
 
 
-def http_request(method: str, path: str, port: int) -> bytes:
+def http_request(method: str, path: str, port: int, json_body: dict[str, Any] = BODY) -> bytes:
     """One HTTP/1.1 request, built once and sent as it is by every client."""
-    body = json.dumps(BODY).encode() if method == "POST" else b""
+    body = json.dumps(json_body).encode() if method == "POST" else b""
     head = (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
             f"Authorization: Bearer {API_KEY}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n\r\n")  # fmt: skip

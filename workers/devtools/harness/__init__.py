@@ -2,6 +2,7 @@
 
 - processes: :class:`Harness` (a working directory and every child started through it:
   ``start_redis``, ``sqlite_url``, ``start_simulator``, ``start_api``, ``start_worker``,
+  ``start_workers``,
   ``start_celery_worker``, ``spawn``; ``close`` stops them all by process group),
   :class:`Child` / :class:`Service` / :class:`Worker`, :func:`spawn`, :class:`LinePipe`
   (a READY/GO/DONE line protocol with a child), :func:`aijobs_argv`

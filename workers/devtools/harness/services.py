@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from celery import Celery
 from celery.utils.nodenames import host_format
@@ -230,6 +230,23 @@ class Harness:
         if wait_ready:
             wait_worker_ready(env["REDIS_URL"], worker, timeout_s=timeout_s)
         return worker
+
+    def start_workers(
+        self,
+        env: dict[str, str],
+        processes: int,
+        *,
+        name: str = "worker",
+        timeout_s: float = 60.0,
+        **options: Any,
+    ) -> list[Worker]:
+        """``processes`` ``aijobs worker`` processes (``NAME-0``, ...) started at once, then
+        waited for until each answers a ping; ``options`` as :meth:`start_worker` takes."""
+        workers = [self.start_worker(env, name=f"{name}-{i}", wait_ready=False, **options)
+                   for i in range(processes)]  # fmt: skip
+        for worker in workers:
+            wait_worker_ready(env["REDIS_URL"], worker, timeout_s=timeout_s)
+        return workers
 
     def start_celery_worker(
         self,
