@@ -50,6 +50,8 @@ class Stack:
     sim: Service
     api: Service | None = None
     workers: list[Worker] = field(default_factory=list)
+    #: More AIJOBS_ settings for every process (a workload's own).
+    settings: dict[str, Any] = field(default_factory=dict)
 
     def env(self) -> dict[str, str]:
         return child_env(
@@ -58,7 +60,7 @@ class Stack:
             aijobs={"api_keys": f"{TENANT}:{API_KEY}", "log_level": "WARNING",
                     # One tenant is the whole load here: its throttles off (0 = off).
                     "tenant_submits_per_s": 0, "tenant_max_active_jobs": 0,
-                    "tenant_max_readers": 0},
+                    "tenant_max_readers": 0, **self.settings},
         )  # fmt: skip
 
     def start_api(self, processes: int) -> Service:

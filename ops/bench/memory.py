@@ -6,7 +6,9 @@ Redis's ``used_memory`` and key count are read; ``--memory-jobs`` short generate
 (``TOKENS`` tokens) are submitted through ``POST /v1/jobs/batch`` and run to the end; once
 the workers are idle the same are read again. Reported: bytes and keys per finished job,
 beside the bytes of the events themselves (field values of a sample of the jobs' streams)
-so the ratio is Redis's overhead on the payload.
+so the ratio is Redis's overhead on the payload. Then, once every job's log has moved to
+SQL and its stream expired (``ARCHIVED_TTL_S`` here, 600 s by default), the same again:
+what Redis still holds per finished job, and the SQL bytes of a job's compressed log.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from sqlalchemy import func, select
 from aijobs import redis_keys as keys
 from aijobs.devtools.harness import Harness, wait_for
 from aijobs.store import Database, Job
+from aijobs.store.models import EventLog
 from ops.bench import e2e
 from ops.bench.common import Failed, Workload
 from ops.bench.readers_load import API_KEY
@@ -29,6 +32,8 @@ CONCURRENCY = 50
 BATCH = 500
 SAMPLE = 50
 TERMINAL = ("succeeded", "failed", "cancelled")
+#: How long a finished job's stream outlives its archive here (a short wait, same effect).
+ARCHIVED_TTL_S = 3
 
 
 def used(stack: e2e.Stack) -> tuple[int, int]:
@@ -70,13 +75,23 @@ def payload_bytes(stack: e2e.Stack, ids: list[str]) -> float:
 
 def run(h: Harness, args: argparse.Namespace) -> Workload:
     stack = e2e.start_stack(h, tps=1000.0, tokens=TOKENS)
+    stack.settings = {"archived_stream_ttl_s": ARCHIVED_TTL_S, "reconcile_interval_s": 1}
     stack.start_workers(1, concurrency=CONCURRENCY)
     api = stack.start_api(1)
     e2e.warm_up(stack, tokens=TOKENS)
     e2e.idle(stack)
-    mem0, keys0 = used(stack)
     db = Database(stack.database_url)
     finished = select(func.count()).select_from(Job).where(Job.status.in_(TERMINAL))
+    archived = select(func.count()).select_from(Job).where(Job.events_archived_at.is_not(None))
+
+    def all_archived() -> bool:
+        with db.session() as s:
+            return (s.scalar(archived) or 0) >= (s.scalar(finished) or 0)
+
+    # The warm-up's jobs archived and their streams gone: the baseline holds no job.
+    wait_for(all_archived, timeout_s=60, what="the warm-up's archive", interval_s=0.5)
+    time.sleep(ARCHIVED_TTL_S + 1)
+    mem0, keys0 = used(stack)
     with db.session() as s:
         done0 = s.scalar(finished) or 0
     t0 = time.time()
@@ -94,17 +109,27 @@ def run(h: Harness, args: argparse.Namespace) -> Workload:
     with db.session() as s:
         failed = s.scalar(select(func.count()).select_from(Job).where(
             Job.id.in_(ids[:1000]), Job.status != "succeeded")) or 0  # fmt: skip
-    db.dispose()
     e2e.idle(stack)
     time.sleep(1.0)  # a last flush of the writers, the feeders' bookkeeping
     mem1, keys1 = used(stack)
     n = len(ids)
     per_job, payload = (mem1 - mem0) / n, payload_bytes(stack, ids)
+    # Archived: every finished job's log in SQL, its stream expired.
+    wait_for(all_archived, timeout_s=120 + args.memory_jobs / 50, what="the archive",
+             interval_s=0.5, watch=stack.workers)  # fmt: skip
+    wait_for(lambda: used(stack)[1] <= keys0, timeout_s=ARCHIVED_TTL_S + 30,
+             what="the archived streams to expire", interval_s=0.5)  # fmt: skip
+    mem2, keys2 = used(stack)
+    with db.session() as s:
+        blob_bytes = s.scalar(select(func.sum(func.length(EventLog.blob)))) or 0
+        logs = s.scalar(select(func.count()).select_from(EventLog)) or 1
+    db.dispose()
     result = Workload("memory", details={
         "jobs": n, "tokens": TOKENS, "used_memory_before": mem0, "used_memory_after": mem1,
         "keys_before": keys0, "keys_after": keys1, "bytes_per_job": per_job,
         "keys_per_job": (keys1 - keys0) / n, "payload_bytes_per_job": payload,
-        "run_s": run_s, "jobs_per_s": n / run_s,
+        "run_s": run_s, "jobs_per_s": n / run_s, "used_memory_archived": mem2,
+        "keys_archived": keys2, "sql_bytes_per_log": blob_bytes / logs,
     })  # fmt: skip
     if failed:
         result.problems.append(f"{failed} of the first 1,000 jobs did not succeed")
@@ -112,5 +137,11 @@ def run(h: Harness, args: argparse.Namespace) -> Workload:
     result.add(label, "Redis used_memory per finished job vs its event bytes", per_job,
                payload, "bytes")  # fmt: skip
     result.add(label, "Redis keys per finished job", (keys1 - keys0) / n, None, "", ".2f")
+    result.add(label, "Redis used_memory per finished job, archived vs just finished",
+               (mem2 - mem0) / n, per_job, "bytes")  # fmt: skip
+    result.add(label, "Redis keys per finished job, archived", (keys2 - keys0) / n, None, "",
+               ".2f")  # fmt: skip
+    result.add(label, "SQL bytes of a job's archived log vs its event bytes", blob_bytes / logs,
+               payload, "bytes")  # fmt: skip
     result.add(label, "jobs / s through batch submit and a worker", n / run_s, None, "")
     return result
