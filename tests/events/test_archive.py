@@ -4,11 +4,14 @@ Redis stream is gone, Redis lets the stream expire soon, and deleting the job de
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import redis
+from sqlalchemy import update
 
 from aijobs import redis_keys
 from aijobs.events import archive
@@ -16,7 +19,8 @@ from aijobs.events.protocol import Event
 from aijobs.settings import Settings
 from aijobs.store import Database, JobRepository, event_logs
 from aijobs.store.event_logs import Finished
-from aijobs.store.models import utcnow
+from aijobs.store.migrate import upgrade
+from aijobs.store.models import Job, utcnow
 from tests.support import SseEvent, read_events, wait_for
 
 ODD = "tab\there, line\nfeed, \u2028\u2029\u0085 and é€😀"
@@ -123,3 +127,34 @@ def test_a_reader_resuming_into_a_hole_of_the_archive_waits_for_the_reset(
     assert [_key(e) for e in read_events(client, job["id"], after=hole)] == [
         _key(e) for e in live if e.id > hole
     ]
+
+
+def test_jobs_whose_stream_has_no_end_yet_hold_up_no_one(
+    tmp_path: Path, rds: redis.Redis
+) -> None:
+    # Its own store: the session's workers archive the session's store.
+    url = f"sqlite:///{tmp_path / 'archive.db'}"
+    upgrade(url)
+    db = Database(url)
+    try:
+        repo = JobRepository(db)
+        long_ago = utcnow() - timedelta(seconds=60)
+        ids = []
+        for i in range(5):
+            job = repo.create(tenant="t", kind="generate", model="m", payload={}, meta={})
+            with db.engine.begin() as conn:
+                conn.execute(update(Job).where(Job.id == job.id).values(
+                    status="succeeded", finished_at=long_ago + timedelta(seconds=i),
+                    result={"text": ""}, last_event_id=2))  # fmt: skip
+            ids.append(job.id)
+        # The four oldest lost their streams a minute ago (Redis came back empty); the
+        # newest has its whole stream.
+        key = redis_keys.events_key(ids[-1])
+        rds.xadd(key, {"e": "status", "a": 1, "d": '{"status":"running","attempt":1}'}, id="0-1")
+        rds.xadd(key, {"e": "done", "a": 1, "d": '{"status":"succeeded"}'}, id="0-2")
+        assert archive.archive_finished(db, rds, stream_ttl_s=60, batch=2) == 1
+        assert event_logs.load(db, ids[-1]) is not None
+        assert all(event_logs.load(db, job_id) is None for job_id in ids[:-1])
+        assert 0 < rds.ttl(key) <= 60
+    finally:
+        db.dispose()

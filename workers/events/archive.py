@@ -17,6 +17,7 @@ import logging
 import time
 import zlib
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import cast
 
 from redis import Redis
@@ -37,6 +38,8 @@ SETTLE_S = 2.0
 #: A finished job whose stream still has no ``done`` after this is archived from what
 #: there is plus the row's outcome (what a reader would be served anyway).
 GIVE_UP_S = 300.0
+#: How long one archiving round may take at most (the rest waits for the next round).
+ARCHIVE_BUDGET_S = 2.0
 _PAGE = 2000
 _LEVEL = 6
 
@@ -119,19 +122,25 @@ def archive_jobs(db: Database, redis: Redis, jobs: Sequence[Finished], *,
 
 def archive_finished(
     db: Database, redis: Redis, *, stream_ttl_s: int, batch: int = 200,
-    budget_s: float = 2.0,
+    budget_s: float = ARCHIVE_BUDGET_S,
 ) -> int:  # fmt: skip
     """Archive the jobs that finished and are not archived yet, oldest first, for up to
-    ``budget_s`` (the rest wait for the next round). Returns how many were archived."""
+    ``budget_s`` (the rest wait for the next round). Returns how many were archived.
+
+    The round walks on past jobs whose stream has no end yet (they are looked at again
+    next round), so a few hundred of them — Redis came back empty — hold up no one.
+    """
     started = time.monotonic()
     total = 0
+    cursor: datetime | None = None
+    cutoff = event_logs.ago(SETTLE_S)
     while time.monotonic() - started < budget_s:
-        jobs = event_logs.unarchived(db, finished_before=event_logs.ago(SETTLE_S), limit=batch)
+        jobs = event_logs.unarchived(db, finished_before=cutoff, after=cursor, limit=batch)
         if not jobs:
             break
-        done = archive_jobs(db, redis, jobs, stream_ttl_s=stream_ttl_s)
-        total += done
-        if done < len(jobs):  # the rest are still settling: next round
+        total += archive_jobs(db, redis, jobs, stream_ttl_s=stream_ttl_s)
+        cursor = jobs[-1].finished_at
+        if len(jobs) < batch:
             break
     if total:
         log.info("archived the event logs of %d finished jobs", total)

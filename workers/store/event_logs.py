@@ -47,8 +47,11 @@ class Archived:
     blob: bytes | None
 
 
-def unarchived(db: Database, *, finished_before: datetime, limit: int) -> list[Finished]:
-    """Finished jobs not archived yet that ended before ``finished_before``, oldest first."""
+def unarchived(
+    db: Database, *, finished_before: datetime, limit: int, after: datetime | None = None
+) -> list[Finished]:
+    """Finished jobs not archived yet that ended before ``finished_before`` (and after
+    ``after``), oldest first."""
     query = (
         select(
             _jobs.c.id, _jobs.c.status, _jobs.c.result, _jobs.c.error,
@@ -63,6 +66,8 @@ def unarchived(db: Database, *, finished_before: datetime, limit: int) -> list[F
         .order_by(_jobs.c.finished_at)
         .limit(limit)
     )  # fmt: skip
+    if after is not None:
+        query = query.where(_jobs.c.finished_at > after)
     with db.engine.connect() as conn:
         return [Finished(*row) for row in conn.execute(query)]
 

@@ -34,7 +34,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from aijobs import metrics
 from aijobs import redis_keys as keys
-from aijobs.events.archive import archive_finished
+from aijobs.events.archive import ARCHIVE_BUDGET_S, archive_finished
 from aijobs.fairqueue import FairQueue, QueuedJob
 from aijobs.schemas import JobKind, JobStatus
 from aijobs.store import JobRepository, WaitingJob
@@ -92,6 +92,13 @@ class Reconciler:
             "aijobs-reconciler",
             interval_s,
             self._round,
+            expected=(RedisError, SQLAlchemyError, OSError),
+        )
+        # Its own thread: a burst of finished jobs to archive never delays a recovery tick.
+        self._archiver = Periodic(
+            "aijobs-archiver",
+            interval_s,
+            self.archive_due,
             expected=(RedisError, SQLAlchemyError, OSError),
         )
 
@@ -214,24 +221,29 @@ class Reconciler:
         """Move finished jobs' event logs to SQL (one process of the fleet per round)."""
         if self._archived_ttl_s is None:
             return 0
-        lock_ms = max(100, int(self._interval_s * 900))
+        # Held past the longest round, so two processes never archive the same jobs at once.
+        lock_ms = int(max(self._interval_s * 0.9, ARCHIVE_BUDGET_S + 1.0) * 1000)
         if not self._redis.set(keys.ARCHIVE_LOCK, "1", nx=True, px=lock_ms):
             return 0
-        return archive_finished(self._repo.db, self._redis, stream_ttl_s=self._archived_ttl_s)
+        return archive_finished(self._repo.db, self._redis, stream_ttl_s=self._archived_ttl_s,
+                                budget_s=ARCHIVE_BUDGET_S)  # fmt: skip
 
     # -- the loop -----------------------------------------------------------------
 
     def start(self) -> None:
-        """Run ``tick`` (and the retention purge) every ``interval_s`` in a background thread."""
+        """Run ``tick`` (and the retention purge) every ``interval_s`` in a background
+        thread, and the archive in another."""
         self._loop.start()
+        if self._archived_ttl_s is not None:
+            self._archiver.start()
 
     def stop(self) -> None:
         """Stop ticking."""
         self._loop.stop()
+        self._archiver.stop()
 
     def _round(self) -> None:
         self.tick()
-        self.archive_due()
         self.purge_due()
 
 
