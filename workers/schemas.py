@@ -65,9 +65,7 @@ WebhookUrl = Annotated[
 DEFAULT_PRIORITY = 5
 
 
-_RFC3339 = re.compile(
-    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})"
-)
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
 
 
 def _rfc3339(value: Any) -> Any:
@@ -211,12 +209,33 @@ class JobError(_Answer):
     retryable: bool = False
 
 
+class AttemptUsage(_Answer):
+    """What one attempt was billed."""
+
+    attempt: int
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    total_tokens: int = 0
+    cost_usd: float | None = Field(default=None, description="null: the model has no price")
+    estimated: bool = Field(
+        default=False,
+        description="the provider did not say (a stream cut short): completion tokens are "
+        "the chunks received, prompt tokens an estimate",
+    )
+
+
 class Usage(_Answer):
-    """Tokens the provider billed."""
+    """Tokens the provider billed, over every attempt of the job (retries included), and
+    what they cost under ``AIJOBS_PRICES``."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+    cached_tokens: int = Field(default=0, description="prompt tokens served from cache")
+    cost_usd: float | None = Field(default=None, description="USD; null without a price")
+    estimated: bool = Field(default=False, description="some attempt's usage is estimated")
+    attempts: list[AttemptUsage] = Field(default_factory=list)
 
 
 class WebhookAttempt(_Answer):
