@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 
+from aijobs.api.budgets import check_budget
 from aijobs.errors import InvalidInput, LimitReached, TooLarge
 from aijobs.jsonsize import deeper_than, json_bytes
 from aijobs.kinds.schema import MAX_JSON_DEPTH, SchemaRejected, prepare_schema
@@ -196,6 +197,7 @@ async def check_tenant_limits(state: ApiState, tenant: str, jobs: int = 1) -> No
         active = await state.active.current(tenant, limit=cap - jobs + 1)
         if active + jobs > cap:
             raise too_many_unfinished(settings, active)
+    await check_budget(state, tenant)  # 402 / 429: its budget is spent
 
 
 def too_many_unfinished(settings: Settings, active: int) -> LimitReached:

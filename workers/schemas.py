@@ -238,6 +238,43 @@ class Usage(_Answer):
     attempts: list[AttemptUsage] = Field(default_factory=list)
 
 
+class UsageRow(_Answer):
+    """A tenant's usage over a window (or one model's, or one UTC day's, of it)."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = Field(description="prompt tokens served from the provider's cache")
+    total_tokens: int
+    jobs: int = Field(description="jobs with an attempt in the window")
+    attempts: int = Field(description="attempts in the window (retries included)")
+    cost_usd: float | None = Field(description="USD under AIJOBS_PRICES; null: no price")
+    model: str | None = Field(default=None, description="with group_by=model")
+    day: str | None = Field(default=None, description="with group_by=day: YYYY-MM-DD, UTC")
+
+
+class BudgetView(_Answer):
+    """One of the tenant's budgets and what it spent in the current period."""
+
+    period: Literal["day", "month"]
+    unit: Literal["tokens", "usd"]
+    limit: float
+    spent: float = Field(description="in the budget's unit, since the period began (UTC)")
+    resets_at: datetime
+
+
+class UsageReport(_Answer):
+    """``GET /v1/usage``: the tenant's tokens, jobs and cost in ``[from, to)``."""
+
+    from_: datetime = Field(alias="from", serialization_alias="from")
+    to: datetime
+    group_by: Literal["model", "day"] | None
+    totals: UsageRow
+    data: list[UsageRow] = Field(description="one row per model or day (group_by), else []")
+    budgets: list[BudgetView] = Field(description="the tenant's budgets in force, if any")
+
+    model_config = ConfigDict(json_schema_extra=_every_field_required, populate_by_name=True)
+
+
 class WebhookAttempt(_Answer):
     """One attempt to deliver a job's webhook."""
 

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, select
 
 from aijobs.spend.budgets import Budget, Period, Unit, merged
 from aijobs.store.db import Database
 from aijobs.store.models import TenantBudget, utcnow
+
+if TYPE_CHECKING:
+    from aijobs.settings import Settings
 
 
 class BudgetRepository:
@@ -28,6 +32,12 @@ class BudgetRepository:
         self._ttl_s = cache_ttl_s
         self._cache: dict[str, tuple[float, list[Budget]]] = {}
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, db: Database) -> BudgetRepository:
+        """The table, over AIJOBS_TENANT_BUDGETS."""
+        configured = {t: settings.configured_budgets(t) for t in settings.tenant_budgets}
+        return cls(db, configured, cache_ttl_s=settings.budget_cache_ttl_s)
 
     def stored(self, tenant: str) -> list[Budget]:
         """The budgets set in SQL for ``tenant``."""

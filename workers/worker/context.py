@@ -52,12 +52,6 @@ def build_provider(settings: Settings, *, max_connections: int = 1000) -> Provid
     )
 
 
-def budget_repository(settings: Settings, db: Database) -> BudgetRepository:
-    """Tenants' budgets: the table, over AIJOBS_TENANT_BUDGETS."""
-    configured = {t: settings.configured_budgets(t) for t in settings.tenant_budgets}
-    return BudgetRepository(db, configured, cache_ttl_s=settings.budget_cache_ttl_s)
-
-
 @dataclass(eq=False)
 class WorkerContext:
     """The per-process parts of a worker: store, Redis, queue, events, leases, provider,
@@ -170,7 +164,7 @@ class WorkerContext:
                 cap_s=settings.retry_cap_s,
             ),
         )
-        context.budgets = budget_repository(settings, db)
+        context.budgets = BudgetRepository.from_settings(settings, db)
         context.spend = SpendCounters(redis, lambda t, since: spent_since(db.engine, t, since))
         if settings.worker_heartbeat_file:
             context.heartbeat = Heartbeat(settings.worker_heartbeat_file)
