@@ -276,3 +276,12 @@ def cmd_delete(args: argparse.Namespace) -> int:
         client.delete(args.job_id)
     print(f"deleted {args.job_id}", file=sys.stderr)
     return EXIT_OK
+
+
+@_guarded
+def cmd_usage(args: argparse.Namespace) -> int:
+    """Your usage and cost over a window, and your budgets."""
+    with _client(args) as client:
+        report = client.usage(start=args.start, end=args.end, group_by=args.group_by)
+    print(report.model_dump_json(by_alias=True) if args.json else render.usage_text(report))
+    return EXIT_OK

@@ -153,6 +153,17 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     delete.add_argument("job_id")
     delete.set_defaults(func=lazy("cmd_delete"))
 
+    usage = sub.add_parser(
+        "usage", help="your tokens, jobs and cost, and your budgets", parents=[common, as_json],
+        description="Your usage in [--from, --to) (default: this month so far, UTC): "
+        "prompt, completion and cached tokens, jobs, attempts and cost; every attempt counts.",
+    )  # fmt: skip
+    usage.add_argument("--from", dest="start", default=None, metavar="TIME", help="RFC 3339")
+    usage.add_argument("--to", dest="end", default=None, metavar="TIME", help="RFC 3339")
+    usage.add_argument("--group-by", choices=("model", "day"), default=None,
+                       help="one row per model or per UTC day")  # fmt: skip
+    usage.set_defaults(func=lazy("cmd_usage"))
+
 
 def _add_output(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(

@@ -23,6 +23,7 @@ from aijobs.schemas import (
     JobPage,
     JobPublic,
     JobStatus,
+    UsageReport,
 )
 from aijobs.sse import aiter_lines
 
@@ -240,6 +241,18 @@ class AsyncClient:
         ``replay_of`` names the old one); the new job. ``ApiError`` 409 for a job in
         another state."""
         return await self._send(calls.retry(job_id, idempotency_key))
+
+    async def usage(
+        self,
+        *,
+        start: Timestamp | None = None,
+        end: Timestamp | None = None,
+        group_by: calls.UsageGroup | None = None,
+    ) -> UsageReport:
+        """Your tokens (prompt, completion, cached), jobs, attempts and cost in ``[start,
+        end)`` (default: this month so far, UTC), in all or per ``model`` or ``day``, and
+        your budgets with what each period has spent."""
+        return await self._send(calls.usage(start, end, group_by))
 
     async def delete(self, job_id: str) -> None:
         """Delete a job: its input, output and events are scrubbed, and it is gone (a

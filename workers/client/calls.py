@@ -33,6 +33,7 @@ from aijobs.schemas import (
     JobPublic,
     JobStatus,
     Message,
+    UsageReport,
 )
 
 T = TypeVar("T")
@@ -285,6 +286,17 @@ def list_jobs(
     params = _drop_none({"status": status, "kind": kind, "limit": limit, "cursor": cursor})
     query = {k: str(v) for k, v in params.items()} | (filters.params() if filters else {})
     return Call(Request("GET", "/v1/jobs", params=query), _model(JobPage))
+
+
+UsageGroup = Literal["model", "day"]
+
+
+def usage(
+    start: Timestamp | None, end: Timestamp | None, group_by: UsageGroup | None
+) -> Call[UsageReport]:
+    """``GET /v1/usage``: tokens, jobs and cost in ``[start, end)``, and the budgets."""
+    params = _drop_none({"from": _timestamp(start), "to": _timestamp(end), "group_by": group_by})
+    return Call(Request("GET", "/v1/usage", params=params), _model(UsageReport))
 
 
 def cancel(job_id: str) -> Call[CancelAnswer]:

@@ -12,7 +12,7 @@ the key expires, so a counter can run a little ahead of SQL, never behind it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from redis import Redis
 
@@ -81,3 +81,9 @@ class SpendCounters:
     def read(self, tenant: str, now: datetime) -> dict[Period, Spent]:
         """The tenant's spend in each period (seeded from SQL where missing)."""
         return self.add(tenant, 0, 0.0, now)
+
+
+def forget(redis: Redis, tenant: str) -> None:
+    """Drop ``tenant``'s current counters: the next check seeds them from SQL."""
+    now = datetime.now(UTC)
+    redis.delete(*(spend_key(tenant, period, now) for period in PERIODS))
