@@ -111,11 +111,60 @@ Priority = Annotated[
 SCHEDULING_FIELDS = frozenset({"run_at", "delay_s", "priority"})
 
 
+class TextPart(_Strict):
+    """A content part of text."""
+
+    type: Literal["text"]
+    text: str = Field(max_length=1_000_000)
+
+
+class ImageUrl(_Strict):
+    """Where an image is: an https URL or a ``data:`` URL, passed to the provider as is."""
+
+    url: str = Field(min_length=1, max_length=20_000_000)
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class ImagePart(_Strict):
+    """A content part with an image (for vision models), passed through."""
+
+    type: Literal["image_url"]
+    image_url: ImageUrl
+
+
+ContentPart = Annotated[TextPart | ImagePart, Field(discriminator="type")]
+
+
 class Message(_Strict):
-    """One chat message."""
+    """One chat message: its text, or content parts as OpenAI's chat format has them."""
 
     role: Literal["system", "developer", "user", "assistant"]
-    content: str = Field(max_length=1_000_000)
+    content: str | list[ContentPart] = Field(max_length=1_000_000)
+
+    def text_chars(self) -> int:
+        """Characters of text (an image part counts its URL: a data URL is big)."""
+        if isinstance(self.content, str):
+            return len(self.content)
+        return sum(len(p.text) if isinstance(p, TextPart) else len(p.image_url.url)
+                   for p in self.content)  # fmt: skip
+
+
+StopSequence = Annotated[str, Field(min_length=1, max_length=1000)]
+
+
+class JsonObjectFormat(_Strict):
+    """``response_format``: ``{"type": "json_object"}`` (any JSON object) or ``text``."""
+
+    type: Literal["json_object", "text"]
+
+
+#: What a generation may pass to the provider as it is, under ``provider_options``: not
+#: these, which aijobs sets itself (or takes as its own fields).
+RESERVED_PROVIDER_OPTIONS = frozenset({
+    "model", "messages", "stream", "stream_options", "n", "max_tokens",
+    "max_completion_tokens", "temperature", "top_p", "stop", "seed", "response_format",
+    "reasoning_effort", "tools", "tool_choice", "functions", "function_call",
+})  # fmt: skip
 
 
 class GenerateInput(_Strict):
@@ -125,7 +174,25 @@ class GenerateInput(_Strict):
     model: Model
     messages: list[Message] = Field(min_length=1, max_length=1_000)
     max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
+    max_completion_tokens: int | None = Field(
+        default=None, ge=1, le=1_000_000,
+        description="the answer's cap, reasoning included (reasoning models refuse max_tokens)",
+    )  # fmt: skip
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    stop: StopSequence | Annotated[list[StopSequence], Field(min_length=1, max_length=4)] | None = (
+        Field(default=None, description="up to 4 sequences where the answer stops")
+    )
+    seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)
+    response_format: JsonObjectFormat | None = Field(
+        default=None, description='`{"type": "json_object"}`: the answer is a JSON object'
+    )
+    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
+    provider_options: dict[str, Any] | None = Field(
+        default=None, max_length=32,
+        description="provider-specific fields, sent as they are in the request's body (the "
+        "SDK's extra_body): e.g. vLLM's `top_k`; not a field aijobs sets itself",
+    )  # fmt: skip
     metadata: Metadata
     webhook_url: WebhookUrl
     run_at: RunAt

@@ -81,12 +81,9 @@ class OpenAIProvider:
             "stream": True,
             "stream_options": self.stream_options,
         }
-        if request.max_tokens is not None:
-            params["max_tokens"] = request.max_tokens
-        if request.temperature is not None:
-            params["temperature"] = request.temperature
-        if request.response_format is not None:
-            params["response_format"] = request.response_format
+        params.update(request.options())
+        if request.extra_body:
+            params["extra_body"] = request.extra_body  # the SDK merges it into the body
         outcome = ChatOutcome()
         try:
             create = self.client.chat.completions.with_streaming_response.create
