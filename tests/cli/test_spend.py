@@ -6,9 +6,12 @@ import json
 import subprocess
 import sys
 import uuid
+from typing import Any
 
+import httpx
 import pytest
 
+from aijobs.devtools.simulator.request_keys import request_key_for_text
 from aijobs.store import Database
 from aijobs.store.api_keys import KeyRepository
 from tests.cli.runner import aijobs
@@ -70,3 +73,22 @@ def test_bad_budget_and_usage_arguments(api_url: str, database_url: str, redis_u
     assert zero.returncode == 2 and "above 0" in zero.stderr
     naive = aijobs(api_url, "usage", "--from", "2026-01-01T00:00:00")
     assert naive.returncode == 3 and "from:" in naive.stderr
+
+
+def test_submit_generate_with_parameters(api_url: str, simulator: Any) -> None:
+    prompt = f"cli parameters {uuid.uuid4().hex}"
+    run = aijobs(api_url, "submit", "generate", "--model", "gpt-4o-mini", prompt, "--stop", "END",
+                 "--stop", "STOP", "--seed", "3", "--top-p", "0.25", "--json-object",
+                 "--max-completion-tokens", "9", "--reasoning-effort", "high",
+                 "--provider-option", "top_k=4", "--provider-option", "mode=fast",
+                 "--follow")  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    key = request_key_for_text(prompt)
+    log = httpx.get(f"{simulator.base_url}/_sim/requests", params={"key": key}).json()
+    (params,) = [r["params"] for r in log["requests"]]
+    assert params["stop"] == ["END", "STOP"] and params["seed"] == 3 and params["top_p"] == 0.25
+    assert params["max_completion_tokens"] == 9 and params["reasoning_effort"] == "high"
+    assert params["top_k"] == 4 and params["mode"] == "fast"
+    assert params["response_format"] == {"type": "json_object"}
+    bad = aijobs(api_url, "submit", "generate", "--model", "m", "x", "--provider-option", "k")
+    assert bad.returncode == 2 and "KEY=JSON" in bad.stderr

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
+from typing import Any
 
+import httpx
 import pytest
 
 from aijobs import AsyncClient, Client
+from aijobs.devtools.simulator.request_keys import request_key_for_text
+from aijobs.schemas import Message
 from tests.conftest import KEY_B
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -30,3 +35,23 @@ def test_usage_reads_the_report_and_the_jobs_cost(api_url: str) -> None:
             return len(answer.data)
 
     assert asyncio.run(read()) == 1
+
+
+def test_generate_sends_the_generation_parameters(api_url: str, simulator: Any) -> None:
+    prompt = f"client parameters {uuid.uuid4().hex}"
+    parts = [{"type": "text", "text": prompt},
+             {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]  # fmt: skip
+    with Client(api_url, api_key=KEY_B) as client:
+        job = client.generate(
+            "gpt-4o-mini", [Message(role="user", content=parts)],  # type: ignore[arg-type]
+            max_completion_tokens=8, stop=["END"], seed=7, top_p=0.9, json_object=True,
+            reasoning_effort="minimal", provider_options={"top_k": 3},
+        )  # fmt: skip
+        assert client.wait(job.id, timeout_s=60).status == "succeeded"
+    key = request_key_for_text(prompt)
+    log = httpx.get(f"{simulator.base_url}/_sim/requests", params={"key": key}).json()
+    (params,) = [r["params"] for r in log["requests"]]
+    assert params["max_completion_tokens"] == 8 and params["stop"] == ["END"]
+    assert params["seed"] == 7 and params["top_p"] == 0.9 and params["top_k"] == 3
+    assert params["response_format"] == {"type": "json_object"}
+    assert params["reasoning_effort"] == "minimal"

@@ -48,6 +48,18 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     gen.add_argument("--system", default=None, help="a system message, or @FILE")
     gen.add_argument("--max-tokens", type=int, default=None)
     gen.add_argument("--temperature", type=float, default=None)
+    gen.add_argument("--max-completion-tokens", type=int, default=None,
+                     help="the answer's cap, reasoning included (reasoning models)")  # fmt: skip
+    gen.add_argument("--stop", action="append", default=None, metavar="TEXT",
+                     help="where the answer stops (repeat, up to 4)")  # fmt: skip
+    gen.add_argument("--seed", type=int, default=None)
+    gen.add_argument("--top-p", type=float, default=None)
+    gen.add_argument("--json-object", action="store_true",
+                     help='response_format {"type": "json_object"}')  # fmt: skip
+    gen.add_argument("--reasoning-effort", choices=("minimal", "low", "medium", "high"),
+                     default=None)  # fmt: skip
+    gen.add_argument("--provider-option", action="append", default=[], metavar="KEY=JSON",
+                     help="a provider-specific field, sent as it is (repeat): top_k=5")  # fmt: skip
     ext = kinds.add_parser(
         "extract", help="JSON that matches a schema", parents=[common, as_json],
         description="Structured extraction: JSON from TEXT that matches the JSON Schema.",
