@@ -113,3 +113,29 @@ def test_a_model_without_a_price_has_tokens_and_no_cost(
     assert row["usage"]["completion_tokens"] == 5
     assert row["usage"]["cost_usd"] is None
     assert row["usage"]["attempts"][0]["cost_usd"] is None
+
+
+def test_an_extraction_counts_every_repair_round(
+    client: httpx.Client, simulator: RunningSimulator
+) -> None:
+    sim(simulator, "faults", faults=[{"kind": "invalid_json", "model": PRICED_MODEL}])
+    text = f"ACME invoice, 12.50 EUR, usage of repairs {id(client)}"
+    schema = {"type": "object", "properties": {"vendor": {"type": "string"}},
+              "required": ["vendor"], "additionalProperties": False}  # fmt: skip
+    body = {"kind": "extract", "model": PRICED_MODEL, "text": text, "schema": schema}
+    row = finished(client, client.post("/v1/jobs", json=body).json()["id"])
+    assert row["status"] == "succeeded" and row["attempts"] == 1
+    rounds = billed(simulator, text)
+    assert len(rounds) == 2  # the invalid answer, then the repaired one
+    (attempt,) = row["usage"]["attempts"]
+    assert attempt["prompt_tokens"] == sum(u["prompt_tokens"] for u in rounds)
+    assert attempt["completion_tokens"] == sum(u["completion_tokens"] for u in rounds)
+
+
+def test_an_embedding_job_counts_its_input_tokens(client: httpx.Client) -> None:
+    body = {"kind": "embed", "model": "text-embedding-3-small", "input": ["alpha", "beta gamma"]}
+    row = finished(client, client.post("/v1/jobs", json=body).json()["id"])
+    assert row["status"] == "succeeded"
+    (attempt,) = row["usage"]["attempts"]
+    assert attempt["prompt_tokens"] == row["usage"]["prompt_tokens"] > 0
+    assert row["usage"]["completion_tokens"] == 0

@@ -8,6 +8,7 @@ said (its usage, or usage-so-far in every chunk), else estimated from the chunks
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -42,6 +43,8 @@ class Meter:
         #: The call in progress: its prompt's estimate and the chunks received so far.
         self.live_prompt = 0
         self.live_chunks = 0
+        # An embedding job calls from several threads at once.
+        self._lock = threading.Lock()
 
     def chat(self, request: ChatRequest, usage: Mapping[str, Any] | None, chunks: int) -> None:
         """One chat call ended (or failed) with ``usage`` and ``chunks`` text pieces."""
@@ -60,7 +63,8 @@ class Meter:
 
     def embedded(self, prompt_tokens: int) -> None:
         """One embedding call's tokens."""
-        self.prompt += prompt_tokens
+        with self._lock:
+            self.prompt += prompt_tokens
 
     def running_tokens(self) -> int:
         """Tokens so far, the call in progress included (its estimate)."""
