@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from aijobs.devtools.simulator import RunningSimulator
+from aijobs.settings import Settings
 from aijobs.spend.budgets import Budget, BudgetSpec, merged, parse_config
 from tests.spend.conftest import Tenant
 from tests.support import read_events, text_after_last_reset
@@ -61,7 +62,7 @@ def test_a_spent_usd_budget_is_a_402_and_a_batch_refuses_every_body(tenant: Tena
 
     refused = tenant.submit("and a little more", max_tokens=10)
     assert refused.status_code == 402, refused.text
-    assert "$0.00 per month" in refused.json()["detail"]
+    assert "$1e-06 per month budget" in refused.json()["detail"]
     body = {"kind": "generate", "model": "m", "messages": [{"role": "user", "content": "x"}]}
     batch = tenant.http.post("/v1/jobs/batch", json={"jobs": [body, body]})
     assert batch.status_code == 200
@@ -88,5 +89,8 @@ def test_configured_budgets_and_stored_ones_merge() -> None:
     budgets = [spec.budget() for spec in configured["acme"]]
     stored = [Budget("day", "usd", 25.0)]
     assert merged(budgets, stored) == [Budget("day", "usd", 25.0), Budget("month", "tokens", 500)]
+    settings = Settings(tenant_budgets={"acme": {"usd": 5, "period": "day"}})
+    assert settings.configured_budgets("acme") == [Budget("day", "usd", 5.0)]
+    assert settings.configured_budgets("other") == []
     with pytest.raises(ValueError, match="exactly one of usd and tokens"):
         BudgetSpec.model_validate({"usd": 1, "tokens": 5, "period": "day"})

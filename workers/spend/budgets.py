@@ -66,7 +66,10 @@ class Budget:
 
     def describe(self) -> str:
         """``$10.00 per day``, ``1000 tokens per month``."""
-        amount = f"${self.limit:.2f}" if self.unit == "usd" else f"{int(self.limit)} tokens"
+        if self.unit == "tokens":
+            amount = f"{int(self.limit)} tokens"
+        else:  # a budget under a cent keeps its digits
+            amount = f"${self.limit:.2f}" if self.limit >= 0.01 else f"${self.limit:g}"
         return f"{amount} per {self.period}"
 
 
