@@ -365,7 +365,11 @@ def tour_broken(check: DocumentCheck, apis: Apis) -> None:
 
 @pytest.fixture(scope="module")
 def toured(
-    document: dict[str, Any], api_url: str, tight_api: str, broken_api: str, simulator: Any,
+    document: dict[str, Any],
+    api_url: str,
+    tight_api: str,
+    broken_api: str,
+    simulator: Any,
     database_url: str,
 ) -> DocumentCheck:
     """Every answer the tour provoked, held to the live document."""
