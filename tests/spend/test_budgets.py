@@ -4,12 +4,16 @@ tokens, 402 for USD) with a message naming the budget, and nothing is queued."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 import httpx
 import pytest
 
 from aijobs.devtools.simulator import RunningSimulator
 from aijobs.settings import Settings
 from aijobs.spend.budgets import Budget, BudgetSpec, merged, parse_config
+from aijobs.spend.counters import SPEND_KEY_PREFIX, spend_key
 from tests.spend.conftest import Tenant
 from tests.support import read_events, text_after_last_reset
 
@@ -17,7 +21,7 @@ pytestmark = pytest.mark.usefixtures("worker")
 
 
 def test_a_stream_crossing_the_token_budget_stops_with_its_text_kept(
-    tenant: Tenant, simulator: RunningSimulator
+    tenant: Tenant, simulator: RunningSimulator, rds: Any
 ) -> None:
     httpx.put(
         f"{simulator.base_url}/_sim/config", json={"tokens_per_second": 100}
@@ -48,6 +52,12 @@ def test_a_stream_crossing_the_token_budget_stops_with_its_text_kept(
     assert tenant.name in detail and int(again.headers["Retry-After"]) >= 1
     listed = tenant.http.get("/v1/jobs").json()["data"]
     assert [j["id"] for j in listed] == [row["id"]]  # nothing queued
+
+    # Redis loses the counters: they are seeded again from SQL, and still refuse.
+    assert rds.delete(*rds.keys(f"{SPEND_KEY_PREFIX}{{{tenant.name}}}:*")) == 2
+    assert tenant.submit("after the counters were lost", max_tokens=5).status_code == 429
+    day = rds.hget(spend_key(tenant.name, "day", datetime.now(UTC)), "t")
+    assert int(day) == row["usage"]["total_tokens"]
 
     report = tenant.http.get("/v1/usage").json()
     (budget,) = report["budgets"]
