@@ -19,11 +19,13 @@ from typing import TYPE_CHECKING, Any
 from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 
+from aijobs.api.budgets import check_budget
 from aijobs.errors import InvalidInput, LimitReached, TooLarge
 from aijobs.jsonsize import deeper_than, json_bytes
 from aijobs.kinds.schema import MAX_JSON_DEPTH, SchemaRejected, prepare_schema
 from aijobs.schemas import (
     DEFAULT_PRIORITY,
+    RESERVED_PROVIDER_OPTIONS,
     SCHEDULING_FIELDS,
     EmbedInput,
     ExtractInput,
@@ -50,6 +52,28 @@ def check_shape(body: JobBody, settings: Settings) -> None:
         raise _unprocessable(f"metadata: nested deeper than {settings.max_metadata_depth} levels")
     if isinstance(body, ExtractInput) and deeper_than(body.json_schema, MAX_JSON_DEPTH):
         raise _unprocessable(f"schema: nested deeper than {MAX_JSON_DEPTH} levels")
+    options = body.provider_options if isinstance(body, GenerateInput) else None
+    if options and deeper_than(options, settings.max_metadata_depth):
+        raise _unprocessable(
+            f"provider_options: nested deeper than {settings.max_metadata_depth} levels"
+        )
+
+
+def _check_generation(body: GenerateInput, settings: Settings) -> None:
+    """The answer's caps, and provider options that would override our own fields."""
+    cap = settings.output_cap(body.model)
+    if body.max_tokens is not None and body.max_completion_tokens is not None:
+        raise _unprocessable("max_completion_tokens: give it or max_tokens, not both")
+    for name in ("max_tokens", "max_completion_tokens"):
+        value = getattr(body, name)
+        if value is not None and value > cap:
+            raise _unprocessable(f"{name}: at most {cap} for {body.model}")
+    for key in body.provider_options or {}:
+        if key in RESERVED_PROVIDER_OPTIONS:
+            raise _unprocessable(
+                f"provider_options.{key}: set by aijobs itself"
+                + (f" (use the field {key})" if key in GenerateInput.model_fields else "")
+            )
 
 
 def check_input(body: JobBody, state: ApiState, tenant: str, *, body_bytes: int) -> None:
@@ -67,10 +91,8 @@ def check_input(body: JobBody, state: ApiState, tenant: str, *, body_bytes: int)
         raise _unprocessable(f"model: {body.model!r} is not offered here (one of: "
                              f"{', '.join(allowed[:20])})")  # fmt: skip
     if isinstance(body, GenerateInput):
-        cap = settings.output_cap(body.model)
-        if body.max_tokens is not None and body.max_tokens > cap:
-            raise _unprocessable(f"max_tokens: at most {cap} for {body.model}")
-        chars = sum(len(m.content) for m in body.messages)
+        _check_generation(body, settings)
+        chars = sum(m.text_chars() for m in body.messages)
         if chars > settings.max_input_chars:
             raise _unprocessable(
                 f"messages: {chars} characters in all; the limit is {settings.max_input_chars}"
@@ -198,6 +220,7 @@ async def check_tenant_limits(state: ApiState, tenant: str, jobs: int = 1) -> No
         active = await state.active.current(tenant, limit=cap - jobs + 1)
         if active + jobs > cap:
             raise too_many_unfinished(settings, active)
+    await check_budget(state, tenant)  # 402 / 429: its budget is spent
 
 
 def too_many_unfinished(settings: Settings, active: int) -> LimitReached:

@@ -12,7 +12,16 @@ from aijobs import __version__
 from aijobs.api.errors import install_error_handlers
 from aijobs.api.guards import RequestGuard
 from aijobs.api.openapi import install_openapi
-from aijobs.api.routes import batch, console, events, health, job_actions, jobs, metrics
+from aijobs.api.routes import (
+    batch,
+    console,
+    events,
+    health,
+    job_actions,
+    jobs,
+    metrics,
+    usage,
+)
 from aijobs.api.state import ApiState
 from aijobs.settings import Settings
 
@@ -33,7 +42,7 @@ _TAGS = [
         "name": "events",
         "description": "A job's events as Server-Sent Events, resumable by event id. "
         "`GET /v1/jobs/{job_id}/ws` serves the same events over a WebSocket (same key or "
-        "event token, `?after=`), as JSON messages `{\"id\", \"event\", \"data\"}`.",
+        'event token, `?after=`), as JSON messages `{"id", "event", "data"}`.',
     },
     {"name": "health", "description": "Liveness, readiness and Prometheus metrics."},
 ]
@@ -96,6 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(batch.router)  # before jobs: /v1/jobs/batch is no job id
     app.include_router(jobs.router)
     app.include_router(job_actions.router)
+    app.include_router(usage.router)
     app.include_router(events.router)
     app.include_router(console.router)
     return app

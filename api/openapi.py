@@ -34,6 +34,8 @@ _CHALLENGE = {
 _MEANING: dict[int, str] = {
     401: "No API key, or not a live one (`Authorization: Bearer <key>`); checked before "
     "the body is read.",
+    402: "The tenant's USD budget for the day or month is spent (`detail` names it and "
+    "when it resets); nothing was queued.",
     404: "No such job for this caller: another tenant's job is answered exactly as an "
     "unknown id.",
     409: "The Idempotency-Key was used before with a different request.",

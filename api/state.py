@@ -20,9 +20,12 @@ from aijobs.events.live import LiveHub
 from aijobs.fairqueue import FairQueue
 from aijobs.ratelimit import RateLimiter
 from aijobs.settings import RateLimit, Settings
+from aijobs.spend.counters import SpendCounters
 from aijobs.store import Database, JobRepository
 from aijobs.store.api_keys import KeyRepository
+from aijobs.store.budgets import BudgetRepository
 from aijobs.store.migrate import require_current
+from aijobs.store.usage import spent_since
 
 
 @dataclass
@@ -42,6 +45,9 @@ class ApiState:
     auth: Authenticator
     intake: Intake
     active: ActiveCounts
+    #: Tenants' budgets (SQL over configuration) and their spend counters in Redis.
+    budgets: BudgetRepository
+    spend: SpendCounters
 
     @classmethod
     async def open(cls, settings: Settings) -> ApiState:
@@ -78,6 +84,8 @@ class ApiState:
             auth=Authenticator(settings, keys),
             intake=Intake(db, queue, idempotency_ttl_s=settings.idempotency_ttl_s),
             active=ActiveCounts(repo.count_active),
+            budgets=BudgetRepository.from_settings(settings, db),
+            spend=SpendCounters(blocking, lambda t, since: spent_since(db.engine, t, since)),
         )
 
     async def close(self) -> None:

@@ -21,6 +21,7 @@ from aijobs.devtools.harness import serve_in_thread as harness_serve_in_thread
 from aijobs.devtools.redis_server import RedisNotFound
 from aijobs.devtools.simulator import RunningSimulator, SimulatorConfig
 from aijobs.settings import RateLimit, Settings
+from aijobs.spend.prices import Price
 from aijobs.store import Database, JobRepository
 from aijobs.store.db import make_engine
 from aijobs.store.migrate import upgrade
@@ -31,6 +32,9 @@ TENANT_B, KEY_B = "tenant-b", "key-b-0123456789"
 TENANT_C, KEY_C = "tenant-c", "key-c-0123456789"
 #: The one model with a fleet-wide budget in the test settings: 5 requests per 2 s.
 LIMITED_MODEL = "limited-model"
+#: The one model with a price in the test settings (USD per 1M tokens).
+PRICED_MODEL = "gpt-4o-mini"
+PRICE = Price(input=0.15, output=0.6, cached_input=0.075)
 
 
 @pytest.fixture(scope="session")
@@ -67,6 +71,8 @@ def _reset_postgres(url: str) -> None:
         conn.execute(text("DROP TABLE IF EXISTS embedding_batches CASCADE"))
         conn.execute(text("DROP TABLE IF EXISTS api_keys CASCADE"))
         conn.execute(text("DROP TABLE IF EXISTS webhook_events CASCADE"))
+        conn.execute(text("DROP TABLE IF EXISTS job_usage CASCADE"))
+        conn.execute(text("DROP TABLE IF EXISTS tenant_budgets CASCADE"))
         conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
     engine.dispose()
 
@@ -112,6 +118,7 @@ def _fresh_simulator(request: pytest.FixtureRequest) -> Iterator[None]:
             "latency_ms": 0,
             "max_tokens_default": 64,
             "rpm_limit": 0,
+            "prompt_cache": False,
             "chaos": None,
         },
     ).raise_for_status()
@@ -137,6 +144,11 @@ def settings(redis_url: str, database_url: str, simulator: RunningSimulator) -> 
         max_jobs_body_bytes=4 * 1024 * 1024,
         reconcile_interval_s=0.5,
         rate_limits={LIMITED_MODEL: RateLimit(requests=5, window_s=2.0)},
+        prices={PRICED_MODEL: PRICE},
+        # Usage in every chunk (the simulator has vLLM's option): a stream cut short says
+        # exactly what it cost. Budgets are read fresh on every submit.
+        provider_continuous_usage=True,
+        budget_cache_ttl_s=0,
     )
 
 

@@ -117,6 +117,8 @@ class JobFailed(AijobsError):
         self.retryable = retryable
         self.status = status
         self.retry_after_s = retry_after_s
+        #: What the provider said the failed call had cost so far, if it said.
+        self.usage: dict[str, int] | None = None
 
     def as_error(self) -> dict[str, Any]:
         """The job ``error`` object for this failure."""

@@ -38,6 +38,8 @@ class BoundedLabel:
 #: Models (tenants name them) and provider error codes (providers choose them).
 model_label = BoundedLabel()
 code_label = BoundedLabel()
+#: Tenants (bounded too: a deployment with thousands of tenants gets ``other`` past 64).
+tenant_label = BoundedLabel()
 
 _SECONDS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 
@@ -58,6 +60,14 @@ JOB_DURATION = Histogram(
     buckets=_SECONDS,
 )  # fmt: skip
 TOKENS = Counter("aijobs_tokens", "Tokens the provider billed.", ["model", "type"])
+TENANT_TOKENS = Counter(
+    "aijobs_tenant_tokens", "Tokens billed per tenant and model, every attempt counted.",
+    ["tenant", "model", "type"],
+)  # fmt: skip
+COST_USD = Counter(
+    "aijobs_cost_usd", "What attempts cost under AIJOBS_PRICES, per tenant and model.",
+    ["tenant", "model"],
+)  # fmt: skip
 PROVIDER_ERRORS = Counter("aijobs_provider_errors", "Failed provider calls.", ["code"])
 RETRIES = Counter("aijobs_retries", "Attempts that ended in a retry.", ["kind", "reason"])
 RATE_LIMIT_WAITS = Counter(

@@ -65,9 +65,7 @@ WebhookUrl = Annotated[
 DEFAULT_PRIORITY = 5
 
 
-_RFC3339 = re.compile(
-    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})"
-)
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
 
 
 def _rfc3339(value: Any) -> Any:
@@ -113,11 +111,60 @@ Priority = Annotated[
 SCHEDULING_FIELDS = frozenset({"run_at", "delay_s", "priority"})
 
 
+class TextPart(_Strict):
+    """A content part of text."""
+
+    type: Literal["text"]
+    text: str = Field(max_length=1_000_000)
+
+
+class ImageUrl(_Strict):
+    """Where an image is: an https URL or a ``data:`` URL, passed to the provider as is."""
+
+    url: str = Field(min_length=1, max_length=20_000_000)
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class ImagePart(_Strict):
+    """A content part with an image (for vision models), passed through."""
+
+    type: Literal["image_url"]
+    image_url: ImageUrl
+
+
+ContentPart = Annotated[TextPart | ImagePart, Field(discriminator="type")]
+
+
 class Message(_Strict):
-    """One chat message."""
+    """One chat message: its text, or content parts as OpenAI's chat format has them."""
 
     role: Literal["system", "developer", "user", "assistant"]
-    content: str = Field(max_length=1_000_000)
+    content: str | list[ContentPart] = Field(max_length=1_000_000)
+
+    def text_chars(self) -> int:
+        """Characters of text (an image part counts its URL: a data URL is big)."""
+        if isinstance(self.content, str):
+            return len(self.content)
+        return sum(len(p.text) if isinstance(p, TextPart) else len(p.image_url.url)
+                   for p in self.content)  # fmt: skip
+
+
+StopSequence = Annotated[str, Field(min_length=1, max_length=1000)]
+
+
+class JsonObjectFormat(_Strict):
+    """``response_format``: ``{"type": "json_object"}`` (any JSON object) or ``text``."""
+
+    type: Literal["json_object", "text"]
+
+
+#: What a generation may pass to the provider as it is, under ``provider_options``: not
+#: these, which aijobs sets itself (or takes as its own fields).
+RESERVED_PROVIDER_OPTIONS = frozenset({
+    "model", "messages", "stream", "stream_options", "n", "max_tokens",
+    "max_completion_tokens", "temperature", "top_p", "stop", "seed", "response_format",
+    "reasoning_effort", "tools", "tool_choice", "functions", "function_call",
+})  # fmt: skip
 
 
 class GenerateInput(_Strict):
@@ -127,7 +174,25 @@ class GenerateInput(_Strict):
     model: Model
     messages: list[Message] = Field(min_length=1, max_length=1_000)
     max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
+    max_completion_tokens: int | None = Field(
+        default=None, ge=1, le=1_000_000,
+        description="the answer's cap, reasoning included (reasoning models refuse max_tokens)",
+    )  # fmt: skip
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    stop: StopSequence | Annotated[list[StopSequence], Field(min_length=1, max_length=4)] | None = (
+        Field(default=None, description="up to 4 sequences where the answer stops")
+    )
+    seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)
+    response_format: JsonObjectFormat | None = Field(
+        default=None, description='`{"type": "json_object"}`: the answer is a JSON object'
+    )
+    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
+    provider_options: dict[str, Any] | None = Field(
+        default=None, max_length=32,
+        description="provider-specific fields, sent as they are in the request's body (the "
+        "SDK's extra_body): e.g. vLLM's `top_k`; not a field aijobs sets itself",
+    )  # fmt: skip
     metadata: Metadata
     webhook_url: WebhookUrl
     run_at: RunAt
@@ -211,12 +276,70 @@ class JobError(_Answer):
     retryable: bool = False
 
 
+class AttemptUsage(_Answer):
+    """What one attempt was billed."""
+
+    attempt: int
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    total_tokens: int = 0
+    cost_usd: float | None = Field(default=None, description="null: the model has no price")
+    estimated: bool = Field(
+        default=False,
+        description="the provider did not say (a stream cut short): completion tokens are "
+        "the chunks received, prompt tokens an estimate",
+    )
+
+
 class Usage(_Answer):
-    """Tokens the provider billed."""
+    """Tokens the provider billed, over every attempt of the job (retries included), and
+    what they cost under ``AIJOBS_PRICES``."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+    cached_tokens: int = Field(default=0, description="prompt tokens served from cache")
+    cost_usd: float | None = Field(default=None, description="USD; null without a price")
+    estimated: bool = Field(default=False, description="some attempt's usage is estimated")
+    attempts: list[AttemptUsage] = Field(default_factory=list)
+
+
+class UsageRow(_Answer):
+    """A tenant's usage over a window (or one model's, or one UTC day's, of it)."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = Field(description="prompt tokens served from the provider's cache")
+    total_tokens: int
+    jobs: int = Field(description="jobs with an attempt in the window")
+    attempts: int = Field(description="attempts in the window (retries included)")
+    cost_usd: float | None = Field(description="USD under AIJOBS_PRICES; null: no price")
+    model: str | None = Field(default=None, description="with group_by=model")
+    day: str | None = Field(default=None, description="with group_by=day: YYYY-MM-DD, UTC")
+
+
+class BudgetView(_Answer):
+    """One of the tenant's budgets and what it spent in the current period."""
+
+    period: Literal["day", "month"]
+    unit: Literal["tokens", "usd"]
+    limit: float
+    spent: float = Field(description="in the budget's unit, since the period began (UTC)")
+    resets_at: datetime
+
+
+class UsageReport(_Answer):
+    """``GET /v1/usage``: the tenant's tokens, jobs and cost in ``[from, to)``."""
+
+    from_: datetime = Field(alias="from", serialization_alias="from")
+    to: datetime
+    group_by: Literal["model", "day"] | None
+    totals: UsageRow
+    data: list[UsageRow] = Field(description="one row per model or day (group_by), else []")
+    budgets: list[BudgetView] = Field(description="the tenant's budgets in force, if any")
+
+    model_config = ConfigDict(json_schema_extra=_every_field_required, populate_by_name=True)
 
 
 class WebhookAttempt(_Answer):

@@ -22,6 +22,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from aijobs.connections import RedisTarget, parse_redis_url
 from aijobs.errors import ConfigurationError
+from aijobs.spend.budgets import Budget, BudgetSpec, parse_config
+from aijobs.spend.prices import Price
 from aijobs.webhooks.signing import parse_secrets
 from aijobs.webhooks.urls import UrlRejected, check_url
 
@@ -243,6 +245,22 @@ class Settings(BaseSettings):
     webhook_poll_interval_s: float = Field(default=1.0, gt=0.0)
     webhook_concurrency: int = Field(default=8, ge=1, le=256)
 
+    # Spend.
+    #: USD per 1M tokens, per model ("*" for the rest): {"gpt-4o-mini": {"input": 0.15,
+    #: "output": 0.6, "cached_input": 0.075}}. A model without a price has no cost.
+    prices: dict[str, Price] = Field(default_factory=dict)
+    #: Budgets per tenant (SQL ones, set with `aijobs tenants set-budget`, replace these):
+    #: {"acme": [{"usd": 10, "period": "day"}, {"tokens": 5000000, "period": "month"}]}.
+    tenant_budgets: dict[str, list[BudgetSpec]] = Field(default_factory=dict)
+    #: How long a process caches a tenant's budgets read from SQL.
+    budget_cache_ttl_s: float = Field(default=5.0, ge=0.0)
+    #: A running generation of a tenant with a budget checks it every this many chunks.
+    budget_check_chunks: int = Field(default=16, ge=1)
+    #: Ask the provider for usage in every chunk (vLLM's
+    #: ``stream_options.continuous_usage_stats``; the simulator has it too), so a stream
+    #: cut short still says what it cost. OpenAI itself does not take it: off by default.
+    provider_continuous_usage: bool = False
+
     # Operations.
     #: A worker serves Prometheus metrics on this port (unset: it does not).
     worker_metrics_port: int | None = None
@@ -251,6 +269,15 @@ class Settings(BaseSettings):
     flower_basic_auth: SecretStr | None = None
     log_json: bool = False
     log_level: str = "INFO"
+
+    @field_validator("tenant_budgets", mode="before")
+    @classmethod
+    def _budgets(cls, value: Any) -> Any:
+        return parse_config(value) if isinstance(value, dict) else value
+
+    def configured_budgets(self, tenant: str) -> list[Budget]:
+        """The budgets ``AIJOBS_TENANT_BUDGETS`` gives ``tenant``."""
+        return [spec.budget() for spec in self.tenant_budgets.get(tenant, [])]
 
     @field_validator("cors_origins", "models", "webhook_allowed_hosts", mode="before")
     @classmethod
@@ -291,8 +318,10 @@ class Settings(BaseSettings):
         if self.webhook_secret is not None:
             parse_secrets(self.webhook_secret.get_secret_value())
         elif self.webhook_tenant_urls and not self.webhooks_on:
-            raise ValueError("AIJOBS_WEBHOOK_TENANT_URLS needs AIJOBS_WEBHOOK_SECRET "
-                             "(or, on an API without it, AIJOBS_WEBHOOKS_ENABLED=true)")
+            raise ValueError(
+                "AIJOBS_WEBHOOK_TENANT_URLS needs AIJOBS_WEBHOOK_SECRET "
+                "(or, on an API without it, AIJOBS_WEBHOOKS_ENABLED=true)"
+            )
         for tenant, url in self.webhook_tenant_urls.items():
             try:
                 check_url(url, self.webhook_allowed_hosts)

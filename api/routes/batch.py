@@ -26,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 
 from aijobs import metrics
 from aijobs.api.admission import check_idempotency_key, check_submit_rate, too_many_unfinished
+from aijobs.api.budgets import check_budget
 from aijobs.api.deps import StateDep, TenantDep
 from aijobs.api.errors import validation_detail
 from aijobs.api.openapi import V1_GUARD, errors
@@ -98,6 +99,12 @@ async def submit_batch(
     # Validating hundreds of bodies (schemas, hashes) would hold every other request.
     items = await run_in_threadpool(_parse_all, body.jobs, state, tenant)
     await _cap_unfinished(state, tenant, items)
+    try:
+        await check_budget(state, tenant)
+    except Refused as spent:  # every body the budget refuses: a 402 or 429 of its own
+        for item in items:
+            if item.result is None:
+                item.refuse(spent)
     insert = [item for item in items if item.new is not None and item.result is None]
     if insert:
         outcomes = await state.intake.submit([item.new for item in insert if item.new])

@@ -58,6 +58,7 @@ _RETRY_HEADERS = {
         202: {"headers": _RETRY_HEADERS},
         **errors(
             *V1_GUARD,
+            402,
             404,
             409,
             422,
@@ -65,8 +66,9 @@ _RETRY_HEADERS = {
             "was deleted by retention, or the Idempotency-Key was used for another request.",
             s422="The Idempotency-Key is not 1 to 255 visible ASCII characters, or the "
             "job's input is refused today (a model no longer offered, say).",
-            s429="A tenant limit (submissions per second, unfinished jobs), or too many "
-            "failed key checks from this address; `Retry-After` says when to try again.",
+            s429="A tenant limit (submissions per second, unfinished jobs, its token budget "
+            "for the day or month), or too many failed key checks from this address; "
+            "`Retry-After` says when to try again.",
         ),
     },
 )

@@ -42,6 +42,7 @@ from aijobs.schemas import (
     Rfc3339,
     WebhookView,
 )
+from aijobs.spend.budgets import MoneyBudgetSpent
 from aijobs.store.jobs import new_job_id
 from aijobs.store.listing import MAX_METADATA_FILTERS, ListFilters, Order, metadata_filter
 from aijobs.store.models import Job
@@ -82,12 +83,16 @@ def _public(state: ApiState, job: Job) -> KindJob:
         202: {"headers": _SUBMIT_HEADERS},
         **errors(
             *V1_GUARD,
+            402,
             409,
             422,
             s422="Invalid input: `detail` names the field (a body that is not JSON is "
             "`body`); a request that failed validation also has `errors`, field by field.",
-            s429="A tenant limit (submissions per second, unfinished jobs), or too many "
-            "failed key checks from this address; `Retry-After` says when to try again.",
+            s402="The tenant's USD budget for the day or month is spent (`detail` names "
+            "it and when it resets); nothing was queued.",
+            s429="A tenant limit (submissions per second, unfinished jobs, its token budget "
+            "for the day or month), or too many failed key checks from this address; "
+            "`Retry-After` says when to try again.",
         ),
     },
 )
@@ -111,7 +116,7 @@ async def submit_job(
     # The tenant's rate is charged before anything costly (a schema check) runs.
     try:
         await check_tenant_limits(state, tenant)
-    except LimitReached:
+    except (LimitReached, MoneyBudgetSpent):
         # A retry of a submit that went through costs nothing more: it gets its job,
         # even at the tenant's limits (looked up only here, off the common path).
         if key is None or (held := await run_in_threadpool(_held, state, tenant, key)) is None:

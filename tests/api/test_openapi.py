@@ -21,10 +21,13 @@ from sqlalchemy import text
 from aijobs.api.main import create_app
 from aijobs.devtools.redis_server import free_port
 from aijobs.settings import Settings
+from aijobs.spend.budgets import Budget
+from aijobs.store import Database
+from aijobs.store.budgets import BudgetRepository
 from aijobs.store.db import make_engine
 from aijobs.store.migrate import upgrade
 from tests.api.openapi_check import DocumentCheck
-from tests.conftest import KEY_A, serve_in_thread
+from tests.conftest import KEY_A, PRICED_MODEL, serve_in_thread
 from tests.support import read_events, wait_for
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -57,6 +60,7 @@ def _own_settings(settings: Settings, **limits: Any) -> Settings:
         database_url=settings.database_url,
         api_keys=f"{TENANT_O}:{KEY_O}",
         key_cache_ttl_s=0,
+        budget_cache_ttl_s=0,
         sse_keepalive_s=2.0,
         **limits,
     )
@@ -93,7 +97,7 @@ def broken_api(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> 
     server, thread, url = serve_in_thread(create_app(broken))
     engine = make_engine(database_url)
     with engine.begin() as conn:
-        for table in ("embedding_batches", "jobs", "api_keys"):
+        for table in ("embedding_batches", "jobs", "api_keys", "job_usage", "tenant_budgets"):
             conn.execute(text(f"DROP TABLE IF EXISTS {table}"))
     engine.dispose()
     yield url
@@ -116,6 +120,7 @@ class Apis:
     tight: httpx.Client
     broken: httpx.Client
     sim_url: str
+    database_url: str
 
 
 def _fault(apis: Apis, **spec: Any) -> None:
@@ -242,6 +247,14 @@ def tour_main(check: DocumentCheck, apis: Apis) -> None:
     for params in ({"limit": 0}, {"cursor": "!!!"}, {"status": "nope"}):
         check.check(c.get("/v1/jobs", params=params), f"list with {params}")
     check.check(c.get(f"/v1/jobs/{finished}", params={"format": "nope"}), "a bad format")
+    # Usage: in all, by model and by day; bad windows and groupings.
+    check.check(c.get("/v1/usage"), "usage this month")
+    check.check(c.get("/v1/usage", params={"group_by": "model"}), "usage by model")
+    check.check(c.get("/v1/usage", params={"group_by": "day", "from": "2026-11-01T00:00:00+02:00"}),
+                "usage by day")  # fmt: skip
+    for params in ({"from": "2026-01-01"}, {"group_by": "tenant"},
+                   {"from": "2026-02-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"}):  # fmt: skip
+        check.check(c.get("/v1/usage", params=params), f"usage with {params}")
     check.check(c.get(f"/v1/jobs/{finished}/events", params={"after": -1}), "after=-1")
     check.check(c.get(f"/v1/jobs/{finished}/events", headers={"Last-Event-ID": "x"}),
                 "a Last-Event-ID that is not an id")  # fmt: skip
@@ -251,7 +264,8 @@ def _v1_routes(job_id: str) -> list[tuple[str, str]]:
     return [("POST", "/v1/jobs"), ("GET", "/v1/jobs"), ("GET", f"/v1/jobs/{job_id}"),
             ("POST", f"/v1/jobs/{job_id}/cancel"), ("GET", f"/v1/jobs/{job_id}/events"),
             ("POST", f"/v1/jobs/{job_id}/token"), ("POST", "/v1/jobs/batch"),
-            ("POST", f"/v1/jobs/{job_id}/retry"), ("DELETE", f"/v1/jobs/{job_id}")]  # fmt: skip
+            ("POST", f"/v1/jobs/{job_id}/retry"), ("DELETE", f"/v1/jobs/{job_id}"),
+            ("GET", "/v1/usage")]  # fmt: skip
 
 
 #: The submissions, which may send larger bodies than any other route.
@@ -289,6 +303,21 @@ def tour_tight(check: DocumentCheck, apis: Apis) -> None:
     check.check(c.post(f"/v1/jobs/{hooked}/cancel"), "cancel a finished job with a webhook")
     check.check(c.post("/v1/jobs", json={**GEN, "webhook_url": "http://10.0.0.1/hook"}),
                 "a webhook URL the policy refuses")  # fmt: skip
+
+    # Budgets: a tenant whose USD budget is spent gets a 402 for a submit and a retry.
+    time.sleep(1.1)  # a fresh second for the submission rate
+    priced = _submit(check, c, {**GEN, "model": PRICED_MODEL}, "submit a priced job")
+    _finished(c, priced)
+    budgets = BudgetRepository(Database(apis.database_url), cache_ttl_s=0)
+    budgets.set(TENANT_O, Budget("day", "usd", 1e-9))
+    try:
+        check.check(c.post("/v1/jobs", json=GEN), "submit past the USD budget")
+        time.sleep(1.1)
+        check.check(c.post(f"/v1/jobs/{job_id}/retry"), "retry past the USD budget")
+        check.check(c.get("/v1/usage"), "usage with a budget")
+    finally:
+        budgets.clear(TENANT_O)
+        budgets.db.dispose()
 
     # Bodies: past the limit for any route (declared), for a submission of its kind, and
     # streamed without a length.
@@ -336,7 +365,12 @@ def tour_broken(check: DocumentCheck, apis: Apis) -> None:
 
 @pytest.fixture(scope="module")
 def toured(
-    document: dict[str, Any], api_url: str, tight_api: str, broken_api: str, simulator: Any
+    document: dict[str, Any],
+    api_url: str,
+    tight_api: str,
+    broken_api: str,
+    simulator: Any,
+    database_url: str,
 ) -> DocumentCheck:
     """Every answer the tour provoked, held to the live document."""
     check = DocumentCheck(document)
@@ -347,7 +381,7 @@ def toured(
         httpx.Client(base_url=tight_api, headers=own, timeout=60) as tight,
         httpx.Client(base_url=broken_api, headers=own, timeout=60) as broken,
     ):
-        apis = Apis(main, tight, broken, simulator.base_url)
+        apis = Apis(main, tight, broken, simulator.base_url, database_url)
         tour_main(check, apis)
         tour_tight(check, apis)
         tour_broken(check, apis)
@@ -374,6 +408,7 @@ def test_the_document_is_valid_openapi_with_our_ids_tags_and_error_body(
         ("POST", "/v1/jobs/batch"): "submitJobBatch",
         ("POST", "/v1/jobs/{job_id}/retry"): "retryJob",
         ("DELETE", "/v1/jobs/{job_id}"): "deleteJob",
+        ("GET", "/v1/usage"): "getUsage",
     }
     for op in check.operations:
         assert op.spec.get("tags"), op.id

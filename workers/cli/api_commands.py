@@ -20,6 +20,7 @@ from aijobs.cli import render
 from aijobs.cli.follow import Outcome, follow_job
 from aijobs.cli.vectors_file import write_vectors
 from aijobs.client import ApiError, ApiUnavailable, Client, JobPublic, NoResult
+from aijobs.client.calls import generation_options
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_USAGE, EXIT_API = 0, 1, 2, 3
 
@@ -101,6 +102,12 @@ def _body(args: argparse.Namespace) -> dict[str, Any]:
         messages.append({"role": "user", "content": _read_arg(args.prompt, "prompt")})
         body |= {"messages": messages, "max_tokens": args.max_tokens,
                  "temperature": args.temperature}  # fmt: skip
+        body |= generation_options(
+            max_completion_tokens=args.max_completion_tokens, stop=args.stop, seed=args.seed,
+            top_p=args.top_p, json_object=args.json_object,
+            reasoning_effort=args.reasoning_effort,
+            provider_options=_provider_options(args.provider_option),
+        )  # fmt: skip
     elif args.kind == "extract":
         try:
             body["schema"] = json.loads(_read_arg(args.schema, "--schema"))
@@ -112,6 +119,20 @@ def _body(args: argparse.Namespace) -> dict[str, Any]:
         body |= {"input": _read_texts(args), "dimensions": args.dimensions}
     body |= {"run_at": args.run_at, "delay_s": args.delay, "priority": args.priority}
     return {k: v for k, v in body.items() if v is not None}
+
+
+def _provider_options(pairs: list[str]) -> dict[str, Any] | None:
+    """``--provider-option KEY=JSON`` (a value that is not JSON is a string)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--provider-option {pair}: give KEY=JSON")
+        try:
+            out[key] = json.loads(raw)
+        except ValueError:
+            out[key] = raw
+    return out or None
 
 
 @_guarded
@@ -275,4 +296,13 @@ def cmd_delete(args: argparse.Namespace) -> int:
     with _client(args) as client:
         client.delete(args.job_id)
     print(f"deleted {args.job_id}", file=sys.stderr)
+    return EXIT_OK
+
+
+@_guarded
+def cmd_usage(args: argparse.Namespace) -> int:
+    """Your usage and cost over a window, and your budgets."""
+    with _client(args) as client:
+        report = client.usage(start=args.start, end=args.end, group_by=args.group_by)
+    print(report.model_dump_json(by_alias=True) if args.json else render.usage_text(report))
     return EXIT_OK

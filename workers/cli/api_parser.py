@@ -48,6 +48,18 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     gen.add_argument("--system", default=None, help="a system message, or @FILE")
     gen.add_argument("--max-tokens", type=int, default=None)
     gen.add_argument("--temperature", type=float, default=None)
+    gen.add_argument("--max-completion-tokens", type=int, default=None,
+                     help="the answer's cap, reasoning included (reasoning models)")  # fmt: skip
+    gen.add_argument("--stop", action="append", default=None, metavar="TEXT",
+                     help="where the answer stops (repeat, up to 4)")  # fmt: skip
+    gen.add_argument("--seed", type=int, default=None)
+    gen.add_argument("--top-p", type=float, default=None)
+    gen.add_argument("--json-object", action="store_true",
+                     help='response_format {"type": "json_object"}')  # fmt: skip
+    gen.add_argument("--reasoning-effort", choices=("minimal", "low", "medium", "high"),
+                     default=None)  # fmt: skip
+    gen.add_argument("--provider-option", action="append", default=[], metavar="KEY=JSON",
+                     help="a provider-specific field, sent as it is (repeat): top_k=5")  # fmt: skip
     ext = kinds.add_parser(
         "extract", help="JSON that matches a schema", parents=[common, as_json],
         description="Structured extraction: JSON from TEXT that matches the JSON Schema.",
@@ -152,6 +164,17 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )  # fmt: skip
     delete.add_argument("job_id")
     delete.set_defaults(func=lazy("cmd_delete"))
+
+    usage = sub.add_parser(
+        "usage", help="your tokens, jobs and cost, and your budgets", parents=[common, as_json],
+        description="Your usage in [--from, --to) (default: this month so far, UTC): "
+        "prompt, completion and cached tokens, jobs, attempts and cost; every attempt counts.",
+    )  # fmt: skip
+    usage.add_argument("--from", dest="start", default=None, metavar="TIME", help="RFC 3339")
+    usage.add_argument("--to", dest="end", default=None, metavar="TIME", help="RFC 3339")
+    usage.add_argument("--group-by", choices=("model", "day"), default=None,
+                       help="one row per model or per UTC day")  # fmt: skip
+    usage.set_defaults(func=lazy("cmd_usage"))
 
 
 def _add_output(parser: argparse.ArgumentParser) -> None:

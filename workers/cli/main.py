@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from aijobs import __version__
 from aijobs.cli.api_parser import add_commands
+from aijobs.cli.tenants import add_tenants
 from aijobs.errors import ConfigurationError as SettingsError
 
 if TYPE_CHECKING:
@@ -319,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     migrate = sub.add_parser("migrate", help="apply database migrations")
     migrate.set_defaults(func=cmd_migrate)
+    add_tenants(sub)
     add_commands(sub)
     return parser
 

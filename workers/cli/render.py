@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from aijobs.client import CancelAnswer, JobPage, JobPublic
+from aijobs.schemas import UsageReport, UsageRow
 
 
 def as_json(value: BaseModel | list[BaseModel], *, indent: int | None = None) -> str:
@@ -48,8 +49,11 @@ def job_text(job: JobPublic) -> str:
         rows.insert(6, ("run at", _when(job.run_at)))
     if job.usage is not None:
         u = job.usage
-        rows.append(("usage", f"{u.prompt_tokens} prompt + {u.completion_tokens} completion "
-                              f"tokens"))  # fmt: skip
+        cached = f" ({u.cached_tokens} cached)" if u.cached_tokens else ""
+        cost = f", ${u.cost_usd:.6f}" if u.cost_usd is not None else ""
+        spread = f" over {len(u.attempts)} attempts" if len(u.attempts) > 1 else ""
+        rows.append(("usage", f"{u.prompt_tokens} prompt{cached} + {u.completion_tokens} "
+                              f"completion tokens{cost}{spread}"))  # fmt: skip
     if job.metadata:
         rows.append(("metadata", json.dumps(job.metadata, ensure_ascii=False)))
     if job.purged:
@@ -78,3 +82,23 @@ def _result_text(kind: str, result: Mapping[str, Any]) -> str:
 def cancel_text(answer: CancelAnswer) -> str:
     """What a cancel did, for a person."""
     return f"{answer.detail} (status: {answer.job.status})"
+
+
+def _usage_line(row: UsageRow) -> str:
+    cost = f"${row.cost_usd:.6f}" if row.cost_usd is not None else "no price"
+    return (f"{row.prompt_tokens} prompt ({row.cached_tokens} cached) + "
+            f"{row.completion_tokens} completion tokens, {row.jobs} jobs, "
+            f"{row.attempts} attempts, {cost}")  # fmt: skip
+
+
+def usage_text(report: UsageReport) -> str:
+    """A usage report as a person reads it: the window, the totals, the rows, the budgets."""
+    lines = [f"usage from {_when(report.from_)} to {_when(report.to)}",
+             f"total     {_usage_line(report.totals)}"]  # fmt: skip
+    for row in report.data:
+        lines.append(f"{row.model or row.day or '':<9} {_usage_line(row)}")
+    for budget in report.budgets:
+        amount = (f"${budget.spent:.4f} of ${budget.limit:.2f}" if budget.unit == "usd"
+                  else f"{int(budget.spent)} of {int(budget.limit)} tokens")  # fmt: skip
+        lines.append(f"budget    {amount} per {budget.period} (resets {_when(budget.resets_at)})")
+    return "\n".join(lines)

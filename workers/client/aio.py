@@ -23,6 +23,7 @@ from aijobs.schemas import (
     JobPage,
     JobPublic,
     JobStatus,
+    UsageReport,
 )
 from aijobs.sse import aiter_lines
 
@@ -126,14 +127,30 @@ class AsyncClient:
         run_at: Timestamp | None = None,
         delay_s: float | None = None,
         priority: int | None = None,
+        max_completion_tokens: int | None = None,
+        stop: str | Sequence[str] | None = None,
+        seed: int | None = None,
+        top_p: float | None = None,
+        json_object: bool = False,
+        reasoning_effort: str | None = None,
+        provider_options: Mapping[str, Any] | None = None,
     ) -> JobPublic:
-        """Submit a ``generate`` job: a prompt (one user message) or a list of messages.
+        """Submit a ``generate`` job: a prompt (one user message) or a list of messages
+        (whose ``content`` may be content parts: text, image_url).
 
         ``run_at`` (an aware datetime or RFC 3339 text) or ``delay_s``: not before then;
-        ``priority``: 0-9, 9 first (default 5)."""
+        ``priority``: 0-9, 9 first (default 5). ``json_object``: ``response_format``
+        ``{"type": "json_object"}``; ``provider_options``: provider-specific fields, sent
+        as they are (the SDK's ``extra_body``)."""
+        options = calls.generation_options(
+            max_completion_tokens=max_completion_tokens, stop=stop, seed=seed, top_p=top_p,
+            json_object=json_object, reasoning_effort=reasoning_effort,
+            provider_options=provider_options,
+        )  # fmt: skip
         body = calls.generate_body(
             model, prompt, system=system, max_tokens=max_tokens, temperature=temperature,
             metadata=metadata, schedule=calls.schedule_fields(run_at, delay_s, priority),
+            options=options,
         )  # fmt: skip
         return await self.submit(body, idempotency_key=idempotency_key)
 
@@ -240,6 +257,18 @@ class AsyncClient:
         ``replay_of`` names the old one); the new job. ``ApiError`` 409 for a job in
         another state."""
         return await self._send(calls.retry(job_id, idempotency_key))
+
+    async def usage(
+        self,
+        *,
+        start: Timestamp | None = None,
+        end: Timestamp | None = None,
+        group_by: calls.UsageGroup | None = None,
+    ) -> UsageReport:
+        """Your tokens (prompt, completion, cached), jobs, attempts and cost in ``[start,
+        end)`` (default: this month so far, UTC), in all or per ``model`` or ``day``, and
+        your budgets with what each period has spent."""
+        return await self._send(calls.usage(start, end, group_by))
 
     async def delete(self, job_id: str) -> None:
         """Delete a job: its input, output and events are scrubbed, and it is gone (a

@@ -33,13 +33,14 @@ from aijobs.schemas import (
     JobPublic,
     JobStatus,
     Message,
+    UsageReport,
 )
 
 T = TypeVar("T")
 #: A job body: a dict as the API takes it, or one of the input models.
 JobBody = Mapping[str, Any] | GenerateInput | ExtractInput | EmbedInput
 #: A prompt: one user message, or the whole conversation.
-Prompt = str | Sequence[Message | Mapping[str, str]]
+Prompt = str | Sequence[Message | Mapping[str, Any]]
 VectorFormat = Literal["float", "base64"]
 #: A timestamp: an aware ``datetime``, or RFC 3339 text (``2030-01-01T09:00:00Z``).
 Timestamp = datetime | str
@@ -137,13 +138,13 @@ def body_json(body: JobBody) -> dict[str, Any]:
     return dict(body)
 
 
-def messages_json(prompt: Prompt, system: str | None) -> list[dict[str, str]]:
+def messages_json(prompt: Prompt, system: str | None) -> list[dict[str, Any]]:
     """A prompt (and an optional system message) as the ``messages`` list."""
     if isinstance(prompt, str):
-        messages: list[dict[str, str]] = [{"role": "user", "content": prompt}]
+        messages: list[dict[str, Any]] = [{"role": "user", "content": prompt}]
     else:
         messages = [
-            m.model_dump() if isinstance(m, Message) else {**m} for m in prompt
+            m.model_dump(exclude_none=True) if isinstance(m, Message) else {**m} for m in prompt
         ]
     if system is not None:
         messages.insert(0, {"role": "system", "content": system})
@@ -159,13 +160,37 @@ def generate_body(
     temperature: float | None,
     metadata: Mapping[str, Any] | None,
     schedule: Mapping[str, Any] | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The body of a ``generate`` job (``schedule``: see ``schedule_fields``)."""
+    """The body of a ``generate`` job (``schedule``: see ``schedule_fields``; ``options``:
+    the other generation fields, those given)."""
     return _drop_none({
         "kind": "generate", "model": model, "messages": messages_json(prompt, system),
         "max_tokens": max_tokens, "temperature": temperature,
         "metadata": dict(metadata) if metadata is not None else None,
+        **(options or {}),
     }) | dict(schedule or {})  # fmt: skip
+
+
+def generation_options(
+    *,
+    max_completion_tokens: int | None = None,
+    stop: str | Sequence[str] | None = None,
+    seed: int | None = None,
+    top_p: float | None = None,
+    json_object: bool = False,
+    reasoning_effort: str | None = None,
+    provider_options: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The optional generation fields of a body, by the API's names (those given)."""
+    return _drop_none({
+        "max_completion_tokens": max_completion_tokens,
+        "stop": stop if stop is None or isinstance(stop, str) else list(stop),
+        "seed": seed, "top_p": top_p,
+        "response_format": {"type": "json_object"} if json_object else None,
+        "reasoning_effort": reasoning_effort,
+        "provider_options": dict(provider_options) if provider_options is not None else None,
+    })  # fmt: skip
 
 
 def extract_body(
@@ -285,6 +310,17 @@ def list_jobs(
     params = _drop_none({"status": status, "kind": kind, "limit": limit, "cursor": cursor})
     query = {k: str(v) for k, v in params.items()} | (filters.params() if filters else {})
     return Call(Request("GET", "/v1/jobs", params=query), _model(JobPage))
+
+
+UsageGroup = Literal["model", "day"]
+
+
+def usage(
+    start: Timestamp | None, end: Timestamp | None, group_by: UsageGroup | None
+) -> Call[UsageReport]:
+    """``GET /v1/usage``: tokens, jobs and cost in ``[start, end)``, and the budgets."""
+    params = _drop_none({"from": _timestamp(start), "to": _timestamp(end), "group_by": group_by})
+    return Call(Request("GET", "/v1/usage", params=params), _model(UsageReport))
 
 
 def cancel(job_id: str) -> Call[CancelAnswer]:

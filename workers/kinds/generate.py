@@ -44,9 +44,16 @@ def run_generate(
 
     request = ChatRequest(
         model=job.model,
-        messages=[m.model_dump() for m in job.messages],
+        messages=[m.model_dump(exclude_none=True) for m in job.messages],
         max_tokens=job.max_tokens,
         temperature=job.temperature,
+        response_format=job.response_format.model_dump() if job.response_format else None,
+        max_completion_tokens=job.max_completion_tokens,
+        top_p=job.top_p,
+        stop=job.stop,
+        seed=job.seed,
+        reasoning_effort=job.reasoning_effort,
+        extra_body=job.provider_options,
     )
     outcome = provider.stream_chat(request, take, should_stop, guard)
     if outcome.refusal and not parts:
@@ -65,8 +72,9 @@ def estimate_tokens(job: GenerateInput, settings: Settings) -> int:
     """What the budget is charged before the call: the prompt (~4 characters a token) and
     the answer's most likely size, capped — a huge ``max_tokens`` must not drain the
     bucket for everyone; the real usage settles it afterwards."""
-    prompt = sum(len(m.content) for m in job.messages) // 4
-    answer = min(job.max_tokens or settings.estimate_answer_tokens, settings.estimate_answer_tokens)
+    prompt = sum(m.text_chars() for m in job.messages) // 4
+    cap = job.max_completion_tokens or job.max_tokens or settings.estimate_answer_tokens
+    answer = min(cap, settings.estimate_answer_tokens)
     return prompt + answer
 
 

@@ -71,10 +71,27 @@ class ChatRequest:
     """A chat completion request, provider-neutral."""
 
     model: str
-    messages: list[dict[str, str]]
+    messages: list[dict[str, Any]]
     max_tokens: int | None = None
     temperature: float | None = None
     response_format: dict[str, Any] | None = None
+    max_completion_tokens: int | None = None
+    top_p: float | None = None
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    reasoning_effort: str | None = None
+    #: Provider-specific fields, merged into the request's body as they are.
+    extra_body: dict[str, Any] | None = None
+
+    def options(self) -> dict[str, Any]:
+        """The optional parameters that are set, by their OpenAI names."""
+        fields = {
+            "max_tokens": self.max_tokens, "max_completion_tokens": self.max_completion_tokens,
+            "temperature": self.temperature, "top_p": self.top_p, "stop": self.stop,
+            "seed": self.seed, "reasoning_effort": self.reasoning_effort,
+            "response_format": self.response_format,
+        }  # fmt: skip
+        return {name: value for name, value in fields.items() if value is not None}
 
 
 @dataclass(slots=True)

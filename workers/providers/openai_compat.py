@@ -47,8 +47,13 @@ class OpenAIProvider:
         connect_timeout_s: float = 10.0,
         name: str = "openai",
         max_connections: int = 1000,
+        continuous_usage: bool = False,
     ) -> None:
         self.name = name
+        #: vLLM's ``continuous_usage_stats``: usage in every chunk (see Settings).
+        self.stream_options: dict[str, bool] = {"include_usage": True}
+        if continuous_usage:
+            self.stream_options["continuous_usage_stats"] = True
         timeout = openai.Timeout(timeout_s, connect=connect_timeout_s)
         self.client = openai.OpenAI(
             api_key=api_key,
@@ -74,30 +79,32 @@ class OpenAIProvider:
             "model": request.model,
             "messages": request.messages,
             "stream": True,
-            "stream_options": {"include_usage": True},
+            "stream_options": self.stream_options,
         }
-        if request.max_tokens is not None:
-            params["max_tokens"] = request.max_tokens
-        if request.temperature is not None:
-            params["temperature"] = request.temperature
-        if request.response_format is not None:
-            params["response_format"] = request.response_format
+        params.update(request.options())
+        if request.extra_body:
+            params["extra_body"] = request.extra_body  # the SDK merges it into the body
         outcome = ChatOutcome()
         try:
             create = self.client.chat.completions.with_streaming_response.create
             with create(**params) as response, _guarded(guard, response.close):
                 lines = iter_lines(response.iter_bytes())
                 done = _read_stream(lines, outcome, on_text, should_stop)
-        except ProviderError:
+        except ProviderError as exc:
+            exc.usage = outcome.usage  # what the stream said it cost before it failed
             raise
         except Exception as exc:
-            raise _failure(exc, guard) from exc
+            failure = _failure(exc, guard)
+            failure.usage = outcome.usage
+            raise failure from exc
         if not done and not outcome.stopped:
-            raise ProviderError(
+            failure = ProviderError(
                 "stream_interrupted",
                 "the provider's stream ended before it was complete",
                 retryable=True,
             )
+            failure.usage = outcome.usage
+            raise failure
         return outcome
 
     def embed(
@@ -202,11 +209,13 @@ def _read_stream(
                 retryable=error.get("type") == "server_error",
             )
         usage = chunk.get("usage")
-        if usage:
+        if usage:  # the last chunk's, or every chunk's with continuous usage
+            details = usage.get("prompt_tokens_details") or {}
             outcome.usage = {
                 "prompt_tokens": int(usage.get("prompt_tokens") or 0),
                 "completion_tokens": int(usage.get("completion_tokens") or 0),
                 "total_tokens": int(usage.get("total_tokens") or 0),
+                "cached_tokens": int(details.get("cached_tokens") or 0),
             }
         for choice in chunk.get("choices") or ():
             delta = choice.get("delta") or {}

@@ -107,6 +107,8 @@ _WAIT = (
         updated_at=bindparam("b_now", type_=UTCDateTime()),
         run_at=bindparam("b_run_at", type_=UTCDateTime()),
         failures=_c.failures + bindparam("b_failed"),
+        # The usage so far (every attempt's), or as it was.
+        usage=func.coalesce(bindparam("b_usage", type_=_c.usage.type), _c.usage),
     )
 )
 
@@ -137,8 +139,10 @@ def wait(
     status: JobStatus,
     run_at: datetime | None,
     failed_attempt: bool,
+    usage: dict[str, Any] | None = None,
 ) -> bool:
     """Move the running attempt to waiting (``retrying``/``queued``); False if not current."""
     params = {"b_id": job_id, "b_attempt": attempt, "b_status": status.value,
-              "b_now": utcnow(), "b_run_at": run_at, "b_failed": int(failed_attempt)}  # fmt: skip
+              "b_now": utcnow(), "b_run_at": run_at, "b_failed": int(failed_attempt),
+              "b_usage": usage}  # fmt: skip
     return bool(conn.execute(_WAIT, params).rowcount == 1)

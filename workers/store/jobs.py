@@ -30,6 +30,7 @@ from aijobs.store.hot import Claim as Claim  # re-exported (aijobs.store, the wo
 from aijobs.store.listing import NO_FILTERS, ListFilters
 from aijobs.store.models import EmbeddingBatch, Job, utcnow
 from aijobs.store.submits import NewJob, insert_jobs
+from aijobs.store.usage import Billed, insert_attempt, totals_with
 from aijobs.webhooks.outbox import add_terminal as add_webhook_event
 from aijobs.webhooks.outbox import forget as forget_webhook
 
@@ -433,8 +434,13 @@ class JobRepository:
         failed_attempt: bool = False,
         run_at: datetime | None = None,
         webhook: bool = True,
+        billed: Billed | None = None,
     ) -> bool:
         """Move the running attempt ``attempt`` to ``status``; False if it is no longer current.
+
+        ``billed``: what the attempt was billed; its ``job_usage`` row is written in the
+        same transaction and the job's ``usage`` becomes the totals of every attempt (so
+        ``usage`` replaces what the caller passed).
 
         ``webhook=False`` says the job has no webhook URL (its row was read): the outbox
         is not even asked.
@@ -447,14 +453,18 @@ class JobRepository:
         terminal = status in TERMINAL_STATUSES
 
         def write(conn: Connection) -> bool:
+            totals = usage if billed is None else totals_with(conn, job_id, billed)
             if not terminal:
-                return hot.wait(conn, job_id, attempt=attempt, status=status, run_at=run_at,
-                                failed_attempt=failed_attempt)  # fmt: skip
-            ended = hot.end(conn, job_id, attempt=attempt, status=status, result=result,
-                            error=error, usage=usage, last_event_id=last_event_id)  # fmt: skip
-            if ended and webhook:  # webhooks: the event, in the same transaction
-                add_webhook_event(conn, job_id, status.value)
-            return ended
+                moved = hot.wait(conn, job_id, attempt=attempt, status=status, run_at=run_at,
+                                 failed_attempt=failed_attempt, usage=totals)  # fmt: skip
+            else:
+                moved = hot.end(conn, job_id, attempt=attempt, status=status, result=result,
+                                error=error, usage=totals, last_event_id=last_event_id)  # fmt: skip
+                if moved and webhook:  # webhooks: the event, in the same transaction
+                    add_webhook_event(conn, job_id, status.value)
+            if moved and billed is not None:
+                insert_attempt(conn, job_id, billed)
+            return moved
 
         return self._write(write)
 

@@ -9,6 +9,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     DateTime,
+    Float,
     Index,
     Integer,
     LargeBinary,
@@ -153,3 +154,37 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class JobUsage(Base):
+    """What one attempt of a job was billed: one row per attempt (retries included), so a
+    tenant's spend is a sum over an index, whatever became of the job."""
+
+    __tablename__ = "job_usage"
+    __table_args__ = (Index("ix_job_usage_tenant_created", "tenant", "created_at"),)
+
+    job_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(200))
+    model: Mapped[str] = mapped_column(String(200))
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cached_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    #: None when the model has no price in AIJOBS_PRICES.
+    cost_usd: Mapped[float | None] = mapped_column(Float, default=None)
+    #: The provider did not say (a stream cut short): chunks counted, prompt estimated.
+    estimated: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TenantBudget(Base):
+    """A tenant's budget set with ``aijobs tenants set-budget``: a limit in tokens or USD
+    per day or month (it replaces AIJOBS_TENANT_BUDGETS' of the same period and unit)."""
+
+    __tablename__ = "tenant_budgets"
+
+    tenant: Mapped[str] = mapped_column(String(200), primary_key=True)
+    period: Mapped[str] = mapped_column(String(8), primary_key=True)
+    unit: Mapped[str] = mapped_column(String(8), primary_key=True)
+    limit: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -26,9 +26,13 @@ from aijobs.events.protocol import EventType
 from aijobs.events.writer import Fenced
 from aijobs.fairqueue import QueuedJob
 from aijobs.logs import log_transition
-from aijobs.providers.base import EmbeddingBatch
+from aijobs.providers.base import EmbeddingBatch, Provider
 from aijobs.schemas import JobStatus
+from aijobs.spend.usage import AttemptUsage
 from aijobs.store.models import Job, utcnow
+from aijobs.store.usage import Billed
+from aijobs.worker.budget_watch import BudgetWatch
+from aijobs.worker.metering import Meter, MeteredProvider
 from aijobs.worker.retry import compute_backoff_s
 
 if TYPE_CHECKING:
@@ -110,7 +114,11 @@ class Attempt:
         self.started = started
         settings = ctx.settings
         self.settings = settings
-        self.provider = ctx.provider
+        self.meter = Meter(claim.attempt, job.model, settings.prices)
+        self.watch = _watch(ctx, job, self.meter)
+        self.provider: Provider = MeteredProvider(
+            ctx.provider, self.meter, self.watch.chunk if self.watch else _nothing
+        )
         self.guard = ctx.watchdog.guard(
             time_limit_s=settings.task_time_limit_s, call_limit_s=settings.provider_deadline_s
         )
@@ -161,6 +169,7 @@ class Attempt:
         events = self._events
         return bool(
             events.fenced
+            or (self.watch is not None and self.watch.exceeded is not None)
             or events.cancel_requested
             or events.broken
             or self.guard.expired
@@ -200,6 +209,10 @@ class Attempt:
         """Run the kind, record how the attempt ended, and say how."""
         try:
             self.start()
+            if self.watch is not None and self.watch.check(self.meter.running()):
+                # Queued before the budget ran out: it does not start on the tenant's bill.
+                self.fail(self._budget_error())
+                return self.report
             output = self.kind.run(self.spec, self)
             self._settle(output.usage)
             self._ended(output)
@@ -263,6 +276,9 @@ class Attempt:
             self.succeed(output)
         elif self.cancel_wanted:
             self.finish(JobStatus.CANCELLED, result=output.result(), usage=output.usage)
+        elif self.watch is not None and self.watch.exceeded is not None:
+            # The text so far stays, in the record and the stream.
+            self.finish(JobStatus.FAILED, result=output.result(), error=self._budget_error())
         elif self.guard.expired:
             raise JobFailed(ErrorCode.TIMEOUT, self.guard.expired, retryable=True)
         elif self.ctx.handing_off.is_set():
@@ -330,7 +346,7 @@ class Attempt:
         run_at = utcnow() + timedelta(seconds=wait_s)
         if not self.ctx.repo.transition(
             self.job.id, attempt=self.number, status=JobStatus.RETRYING,
-            failed_attempt=counts, run_at=run_at,
+            failed_attempt=counts, run_at=run_at, billed=self._billed(),
         ):  # fmt: skip
             self._superseded_now()
             return
@@ -373,11 +389,12 @@ class Attempt:
             self._superseded_now()
             return
         last = state.last_event_id + writer.pending_count(self.job.id, self.number) + len(events)
+        billed = self._billed()
         recorded = _retrying(
             lambda: self.ctx.repo.transition(
                 self.job.id, attempt=self.number, status=status, result=result,
                 error=error, usage=usage, last_event_id=last,
-                webhook=self.job.webhook_url is not None,
+                webhook=self.job.webhook_url is not None, billed=billed,
             )
         )  # fmt: skip
         if not recorded:
@@ -401,6 +418,24 @@ class Attempt:
 
     # -- helpers ------------------------------------------------------------------------
 
+    def _billed(self) -> Billed:
+        """What this attempt cost: counted once, when its transition is written (the
+        tenant's budget counters and metrics take it here too)."""
+        usage = self.meter.result()
+        if self.watch is not None:
+            self.watch.settle(usage)
+        _count(self.job, usage)
+        return Billed(self.job.tenant, self.job.model, usage)
+
+    def _budget_error(self) -> dict[str, Any]:
+        budget = self.watch.exceeded if self.watch is not None else None
+        named = budget.describe() if budget is not None else "its"
+        return {
+            "code": ErrorCode.BUDGET_EXCEEDED,
+            "message": f"tenant {self.job.tenant} reached its {named} budget",
+            "retryable": False,
+        }
+
     def _superseded_now(self) -> None:
         self.ctx.writer.forget(self.job.id, self.number)
         self._log("superseded")
@@ -418,6 +453,35 @@ class Attempt:
 
     def _log(self, status: str, **extra: Any) -> None:
         log_transition(self.job.id, self.job.kind, self.number, status, self.started, **extra)
+
+
+def _nothing() -> None:
+    pass
+
+
+def _watch(ctx: WorkerContext, job: Job, meter: Meter) -> BudgetWatch | None:
+    """The budget's watch for a tenant that has budgets (none: no Redis call at all)."""
+    if ctx.budgets is None or ctx.spend is None:
+        return None
+    try:
+        budgets = ctx.budgets.in_force(job.tenant)
+    except INFRASTRUCTURE_ERRORS as exc:
+        log.warning("job %s: budgets not read (%s)", job.id, exc)
+        return None
+    if not budgets:
+        return None
+    every = ctx.settings.budget_check_chunks
+    return BudgetWatch(ctx.spend, job.tenant, budgets, meter, every_chunks=every)
+
+
+def _count(job: Job, usage: AttemptUsage) -> None:
+    tenant, model = metrics.tenant_label(job.tenant), metrics.model_label(job.model)
+    for kind, tokens in (("prompt", usage.prompt_tokens), ("completion", usage.completion_tokens),
+                         ("cached", usage.cached_tokens)):  # fmt: skip
+        if tokens:
+            metrics.TENANT_TOKENS.labels(tenant, model, kind).inc(tokens)
+    if usage.cost_usd:
+        metrics.COST_USD.labels(tenant, model).inc(usage.cost_usd)
 
 
 def _retrying(action: Any) -> Any:

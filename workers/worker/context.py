@@ -17,9 +17,12 @@ from aijobs.providers.openai_compat import OpenAIProvider
 from aijobs.ratelimit import RateLimiter
 from aijobs.schemas import JobKind
 from aijobs.settings import Settings
+from aijobs.spend.counters import SpendCounters
 from aijobs.store import Database, JobRepository
+from aijobs.store.budgets import BudgetRepository
 from aijobs.store.grouped import GroupedWrites
 from aijobs.store.migrate import require_current
+from aijobs.store.usage import spent_since
 from aijobs.webhooks.sender import WebhookSender
 from aijobs.worker.feeder import Feeder, Send
 from aijobs.worker.heartbeat import Heartbeat
@@ -45,6 +48,7 @@ def build_provider(settings: Settings, *, max_connections: int = 1000) -> Provid
         connect_timeout_s=settings.provider_connect_timeout_s,
         name=settings.provider_name,
         max_connections=max_connections,
+        continuous_usage=settings.provider_continuous_usage,
     )
 
 
@@ -68,6 +72,9 @@ class WorkerContext:
     heartbeat: Heartbeat | None = None
     #: Webhooks: delivers due completion callbacks from the outbox (None: no secret).
     webhooks: WebhookSender | None = None
+    #: Tenants' budgets (SQL over configuration) and their spend counters in Redis.
+    budgets: BudgetRepository | None = None
+    spend: SpendCounters | None = None
     #: Set when the worker is shutting down and its grace period is over: running
     #: attempts stop between chunks and hand their job back to the queue.
     handing_off: threading.Event = field(default_factory=threading.Event)
@@ -159,6 +166,8 @@ class WorkerContext:
                 cap_s=settings.retry_cap_s,
             ),
         )
+        context.budgets = BudgetRepository.from_settings(settings, db)
+        context.spend = SpendCounters(redis, lambda t, since: spent_since(db.engine, t, since))
         if settings.worker_heartbeat_file:
             context.heartbeat = Heartbeat(settings.worker_heartbeat_file)
             context.heartbeat.start()

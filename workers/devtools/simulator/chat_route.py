@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import time
@@ -33,15 +34,34 @@ from aijobs.devtools.simulator.streaming import (
     ChatStream,
     DropConnection,
     StreamPlan,
+    billed_usage,
 )
 
+#: Fields of a chat request the request log keeps (``params``): what shapes the answer,
+#: never the messages. Anything else outside the standard ones (a provider's own field,
+#: sent through the SDK's ``extra_body``) is kept too.
+_LOGGED_PARAMS = frozenset({
+    "max_tokens", "max_completion_tokens", "temperature", "top_p", "seed", "stop",
+    "response_format", "reasoning_effort", "stream_options",
+})  # fmt: skip
+_STANDARD_PARAMS = frozenset({"model", "messages", "stream", "n", "user", "metadata"})
 
-def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+
+def _params(body: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if k in _LOGGED_PARAMS or k not in _STANDARD_PARAMS}
+
+
+def _prompt_key(messages: list[Any]) -> str:
+    raw = json.dumps(messages, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def _usage(prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> dict[str, Any]:
     return {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
-        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "prompt_tokens_details": {"cached_tokens": cached_tokens, "audio_tokens": 0},
         "completion_tokens_details": {
             "reasoning_tokens": 0,
             "audio_tokens": 0,
@@ -207,6 +227,11 @@ async def _chat(
     include_usage = isinstance(stream_options, Mapping) and bool(
         stream_options.get("include_usage")
     )
+    # vLLM's extension: usage so far in every chunk, so a stream cut short still says
+    # what it cost.
+    continuous_usage = (include_usage and isinstance(stream_options, Mapping)
+                        and bool(stream_options.get("continuous_usage_stats")))  # fmt: skip
+    record.params = _params(body)
 
     admission = admit(state, "chat", model, json_mode, record)
     cfg = state.config
@@ -234,7 +259,13 @@ async def _chat(
         kind = fault.kind if fault is not None else None
         request_id = "req_" + secrets.token_hex(16)
         completion_id = "chatcmpl-" + secrets.token_urlsafe(21)
-        usage = _usage(txt.count_prompt_tokens(messages), len(tokens))
+        prompt_tokens = txt.count_prompt_tokens(messages)
+        cached = 0
+        if cfg.prompt_cache:
+            key = _prompt_key(messages)
+            cached = prompt_tokens if key in state.seen_prompts else 0
+            state.seen_prompts.add(key)
+        usage = _usage(prompt_tokens, len(tokens), cached)
         headers = response_headers(state, request_id)
         if stream:
             plan = StreamPlan(
@@ -245,6 +276,7 @@ async def _chat(
                 finish_reason=finish,
                 usage=usage,
                 include_usage=include_usage,
+                continuous_usage=continuous_usage,
                 field=field,
                 cut_after=fault.after_chunks if fault is not None and kind == "cut" else None,
                 stall_after=fault.after_chunks if fault is not None and kind == "stall" else None,
@@ -267,6 +299,7 @@ async def _chat(
         if fault is not None and kind == "stall":
             entered = False
             return StalledBody(headers, fault.interval_s, stats)
+        record.usage = billed_usage(usage, len(tokens))
         text = "".join(tokens)
         message: dict[str, Any] = {
             "role": "assistant",

@@ -122,6 +122,9 @@ class SimulatorConfig:
             chat and embeddings endpoints; ``0`` disables the limiter. Requests past the limit
             get a 429 ``rate_limit_exceeded`` whose retry-after says when a slot frees.
         rpm_window_s: length of the sliding window in seconds.
+        prompt_cache: a chat request whose messages were seen before reports its prompt
+            tokens as cached (``usage.prompt_tokens_details.cached_tokens``), as a
+            provider's prompt cache does; off: ``cached_tokens`` is always 0.
         chaos: random faults (off by default); see :class:`ChaosConfig`.
     """
 
@@ -130,6 +133,7 @@ class SimulatorConfig:
     max_tokens_default: int = 64
     rpm_limit: int = 0
     rpm_window_s: float = 60.0
+    prompt_cache: bool = False
     chaos: ChaosConfig = field(default_factory=ChaosConfig)
 
     def __post_init__(self) -> None:

@@ -43,6 +43,10 @@ class RequestRecord:
         chunks: content chunks sent (streams only).
         detail: the outcome's parameters (``retry_after_s``, ``after_chunks``, ``interval_s``,
             ``seconds``, ``status``).
+        usage: what the answer billed (chat): ``prompt_tokens``, ``completion_tokens`` (the
+            content chunks sent, for a stream cut short) and ``cached_tokens``.
+        params: the generation parameters the request carried (``seed``, ``stop``,
+            ``top_p``, ``response_format``, provider-specific fields ...), never its messages.
     """
 
     seq: int
@@ -59,6 +63,8 @@ class RequestRecord:
     ended: float | None = None
     chunks: int | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    usage: dict[str, int] | None = None
+    params: dict[str, Any] = field(default_factory=dict)
 
     def decide(self, outcome: str, source: Source, **detail: Any) -> None:
         """Set the outcome (and its parameters)."""
@@ -92,6 +98,8 @@ class RequestRecord:
             "ended": self.ended,
             "chunks": self.chunks,
             "detail": dict(self.detail),
+            "usage": None if self.usage is None else dict(self.usage),
+            "params": dict(self.params),
         }
 
 

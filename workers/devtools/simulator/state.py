@@ -21,6 +21,9 @@ class SimulatorState:
     stats: Stats = field(default_factory=Stats)
     log: RequestLog = field(default_factory=RequestLog)
     dice: ChaosDice = field(init=False)
+    #: Prompts answered before (hashes), for ``prompt_cache``: a repeat reports its
+    #: prompt tokens as cached, as a provider's prompt cache does.
+    seen_prompts: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         """Start the chaos sequence of the initial config."""
@@ -38,6 +41,7 @@ class SimulatorState:
         self.faults.clear()
         self.stats = Stats()
         self.log = RequestLog()
+        self.seen_prompts = set()
         self.dice = ChaosDice(self.config.chaos)
 
     def stats_snapshot(self) -> dict[str, Any]:

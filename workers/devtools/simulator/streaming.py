@@ -78,6 +78,8 @@ class StreamPlan:
     finish_reason: str
     usage: dict[str, Any]
     include_usage: bool = False
+    #: Usage so far in every chunk (vLLM's ``stream_options.continuous_usage_stats``).
+    continuous_usage: bool = False
     field: str = "content"
     cut_after: int | None = None
     stall_after: int | None = None
@@ -189,6 +191,7 @@ class ChatStream(Response):
     async def _send_chunks(self, send: Send, watch: DisconnectWatch) -> bool:
         p = self.plan
         head, prefix, suffix = self._templates()
+        suffix_head = b'},"logprobs":null,"finish_reason":null}],"usage":'
         usage_null = b',"usage":null' if p.include_usage else b""
         if p.field == "refusal":
             first_delta = b'{"role":"assistant","content":null,"refusal":""}'
@@ -206,6 +209,7 @@ class ChatStream(Response):
         record = self.record
         if record is not None:
             record.chunks = 0
+            record.usage = billed_usage(p.usage, 0)
         loop = asyncio.get_running_loop()
         interval = 1.0 / p.tokens_per_second if p.tokens_per_second > 0 else 0.0
         start = last_write = loop.time()
@@ -225,10 +229,17 @@ class ChatStream(Response):
             else:
                 now = loop.time()
                 end = min(limit, i + _FAST_BATCH)
-            body = b"".join([prefix + _json_str(t) + suffix for t in tokens[i:end]])
+            if p.continuous_usage:
+                body = b"".join([
+                    prefix + _json_str(t) + suffix_head + _dumps(_so_far(p.usage, n + 1)) + b"}\n\n"
+                    for n, t in enumerate(tokens[i:end], start=i)
+                ])  # fmt: skip
+            else:
+                body = b"".join([prefix + _json_str(t) + suffix for t in tokens[i:end]])
             await send({"type": "http.response.body", "body": body, "more_body": True})
             if record is not None:
                 record.chunks = end
+                record.usage = billed_usage(p.usage, end)
             last_write = now
             i = end
             if not interval:
@@ -251,6 +262,24 @@ class ChatStream(Response):
         tail += b"data: [DONE]\n\n"
         await send({"type": "http.response.body", "body": tail, "more_body": False})
         return True
+
+
+def _so_far(usage: dict[str, Any], completion_tokens: int) -> dict[str, Any]:
+    """The usage of a stream ``completion_tokens`` chunks in (continuous usage)."""
+    return {
+        **usage,
+        "completion_tokens": completion_tokens,
+        "total_tokens": usage["prompt_tokens"] + completion_tokens,
+    }
+
+
+def billed_usage(usage: dict[str, Any], completion_tokens: int) -> dict[str, int]:
+    """What the request log says a stream billed once ``completion_tokens`` chunks went."""
+    return {
+        "prompt_tokens": int(usage["prompt_tokens"]),
+        "completion_tokens": completion_tokens,
+        "cached_tokens": int((usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0)),
+    }
 
 
 class DropConnection(Response):

@@ -1,0 +1,1 @@
+"""What jobs cost and what tenants may spend: prices, usage per attempt, budgets."""
