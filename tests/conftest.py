@@ -22,7 +22,7 @@ from aijobs.devtools.redis_server import RedisNotFound
 from aijobs.devtools.simulator import RunningSimulator, SimulatorConfig
 from aijobs.settings import RateLimit, Settings
 from aijobs.spend.prices import Price
-from aijobs.store import Database, JobRepository
+from aijobs.store import Base, Database, JobRepository
 from aijobs.store.db import make_engine
 from aijobs.store.migrate import upgrade
 from aijobs.worker.celery_app import QUEUES, close_runtime, create_celery_app
@@ -65,14 +65,12 @@ def rds(redis_url: str) -> Iterator[redis.Redis]:
 
 
 def _reset_postgres(url: str) -> None:
+    # Every table the models know (a new one is never left over from an earlier run),
+    # and Alembic's version.
     engine = make_engine(url)
     with engine.begin() as conn:
-        conn.execute(text("DROP TABLE IF EXISTS jobs CASCADE"))
-        conn.execute(text("DROP TABLE IF EXISTS embedding_batches CASCADE"))
-        conn.execute(text("DROP TABLE IF EXISTS api_keys CASCADE"))
-        conn.execute(text("DROP TABLE IF EXISTS webhook_events CASCADE"))
-        conn.execute(text("DROP TABLE IF EXISTS job_usage CASCADE"))
-        conn.execute(text("DROP TABLE IF EXISTS tenant_budgets CASCADE"))
+        for table in Base.metadata.sorted_tables:
+            conn.execute(text(f'DROP TABLE IF EXISTS "{table.name}" CASCADE'))
         conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
     engine.dispose()
 
