@@ -36,15 +36,13 @@ _MEANING: dict[int, str] = {
     "the body is read.",
     402: "The tenant's USD budget for the day or month is spent (`detail` names it and "
     "when it resets); nothing was queued.",
-    404: "No such job for this caller: another tenant's job is answered exactly as an "
-    "unknown id.",
+    404: "No such job for this caller: another tenant's job is answered exactly as an unknown id.",
     409: "The Idempotency-Key was used before with a different request.",
     413: "The request body is larger than `AIJOBS_MAX_BODY_BYTES` (an embed job's "
     "submission: `AIJOBS_MAX_JOBS_BODY_BYTES`); refused as soon as it passes the limit.",
     422: "Invalid input: `detail` names the field; a request that failed validation also "
     "has `errors`, field by field.",
-    429: "Too many failed key checks from this address; `Retry-After` says when to try "
-    "again.",
+    429: "Too many failed key checks from this address; `Retry-After` says when to try again.",
     503: "The job store or Redis is unavailable; try again.",
 }
 _HEADERS: dict[int, dict[str, Any]] = {401: _CHALLENGE, 429: _RETRY_AFTER}

@@ -39,7 +39,9 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 _RETRYABLE = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
 _RETRY_HEADERS = {
     "Location": {
-        "description": "the new job's URL", "required": True, "schema": {"type": "string"}
+        "description": "the new job's URL",
+        "required": True,
+        "schema": {"type": "string"},
     },
     "Idempotent-Replayed": {
         "description": "`true` when an earlier request with this Idempotency-Key made the job",

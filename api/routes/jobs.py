@@ -63,6 +63,8 @@ _SUBMIT_HEADERS = {
 log = logging.getLogger(__name__)
 #: ``GET /v1/jobs?metadata.customer=acme``: a filter on the metadata key ``customer``.
 _METADATA_PARAM = "metadata."
+
+
 def _webhooks(state: ApiState, jobs: list[Job]) -> dict[str, WebhookView]:
     """Webhooks: the deliveries of those jobs that have a webhook (no query otherwise)."""
     return Outbox(state.repo.db).views(jobs) if any(j.webhook_url for j in jobs) else {}
@@ -226,8 +228,10 @@ def run_at_epoch_s(job: Job) -> float | None:
     operation_id="listJobs",
     response_model=JobPage,
     responses=errors(
-        *V1_GUARD, 422, s422="A parameter out of range, a filter it cannot use (`detail` "
-        "names it), or a cursor this API did not give out (or gave out for another order)."
+        *V1_GUARD,
+        422,
+        s422="A parameter out of range, a filter it cannot use (`detail` "
+        "names it), or a cursor this API did not give out (or gave out for another order).",
     ),
 )
 async def list_jobs(

@@ -63,8 +63,6 @@ _WORDS = (
 )  # fmt: skip
 
 
-
-
 def settle_gc() -> None:
     """Collect, then keep everything alive so far out of later collections (a fair start)."""
     gc.collect()
@@ -75,7 +73,6 @@ def make_texts(count: int) -> list[str]:
     """``count`` distinct short texts (~50 characters), the same every run."""
     rng = random.Random(1234)
     return [f"ticket {i}: {' '.join(rng.choices(_WORDS, k=4 + i % 4))}" for i in range(count)]
-
 
 
 # -- the system under test ---------------------------------------------------------------
@@ -99,9 +96,7 @@ class Stack:
         return self.api.url
 
     def sim_api(self, method: str, path: str) -> dict[str, Any]:
-        response = httpx.request(
-            method, f"{self.sim.url}/_sim/{path}", timeout=10, trust_env=False
-        )
+        response = httpx.request(method, f"{self.sim.url}/_sim/{path}", timeout=10, trust_env=False)
         response.raise_for_status()
         return dict(response.json())
 

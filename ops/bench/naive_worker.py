@@ -64,6 +64,7 @@ def create_app(broker_url: str) -> Celery:
     app.task(name=TASK_NAME)(generate)
     return app
 
+
 # One SDK client and one Redis client per pool process, built after the fork.
 _clients: dict[int, tuple[openai.OpenAI, redis.Redis]] = {}
 

@@ -328,15 +328,36 @@ def run(h: Harness, args: argparse.Namespace) -> Workload:
         if not fig.get("finished"):
             continue
         label = f"streaming {fig['streams']} x{fig['processes']}p"
-        result.add(label, "jobs verified", f"{fig['verified']}/{fig['streams']}",
-                   f"{naive['verified']}/{naive['streams']} ({base_label})")
+        result.add(
+            label,
+            "jobs verified",
+            f"{fig['verified']}/{fig['streams']}",
+            f"{naive['verified']}/{naive['streams']} ({base_label})",
+        )
         result.add(label, "chunks relayed / s", fig["chunks_per_s"], naive["chunks_per_s"])
-        result.add(label, "worker CPU per chunk", fig["worker_cpu_per_chunk_us"],
-                   naive["worker_cpu_per_chunk_us"], "µs")
-        result.add(label, "Redis CPU per chunk", fig["redis_cpu_per_chunk_us"],
-                   naive["redis_cpu_per_chunk_us"], "µs", ".1f")
-        result.add(label, "mean job time / ideal", fig["job_time_ratio"],
-                   naive["job_time_ratio"], f"ideal {ideal:.2f} s", ".2f")
+        result.add(
+            label,
+            "worker CPU per chunk",
+            fig["worker_cpu_per_chunk_us"],
+            naive["worker_cpu_per_chunk_us"],
+            "µs",
+        )
+        result.add(
+            label,
+            "Redis CPU per chunk",
+            fig["redis_cpu_per_chunk_us"],
+            naive["redis_cpu_per_chunk_us"],
+            "µs",
+            ".1f",
+        )
+        result.add(
+            label,
+            "mean job time / ideal",
+            fig["job_time_ratio"],
+            naive["job_time_ratio"],
+            f"ideal {ideal:.2f} s",
+            ".2f",
+        )
         result.add(label, "jobs in flight max / mean",
                    f"{fig['in_flight_max']} / {fig['in_flight_mean']:.1f}",
                    f"{naive['in_flight_max']} / {naive['in_flight_mean']:.1f}")  # fmt: skip
@@ -351,5 +372,3 @@ def chart_series(result: Workload) -> dict[str, Any]:
     streams_at = max((f["streams"] for f in ours if f["processes"] > 1), default=None)
     by_procs = sorted((f for f in ours if f["streams"] == streams_at), key=lambda f: f["processes"])
     return {"by_streams": by_streams, "by_processes": by_procs, "naive": naive}
-
-

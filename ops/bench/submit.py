@@ -193,8 +193,13 @@ def report(args: argparse.Namespace, f: dict[str, dict[str, Any]]) -> Workload:
         for q in ("p50", "p99"):
             result.add(label, f"latency {q}", post["latency_ms"][q], send["latency_ms"][q],
                        "ms", ".2f")  # fmt: skip
-        result.add(label, "CPU per submit (API vs sender)",
-                   post["cpu_per_request_us"]["api"], send["cpu_per_request_us"]["sender"], "µs")
+        result.add(
+            label,
+            "CPU per submit (API vs sender)",
+            post["cpu_per_request_us"]["api"],
+            send["cpu_per_request_us"]["sender"],
+            "µs",
+        )
         result.add(label, "Redis CPU per submit", post["cpu_per_request_us"]["redis"],
                    send["cpu_per_request_us"]["redis"], "µs", ".1f")  # fmt: skip
         for ref, what in (("healthz", "GET /healthz"), ("get_job", "GET /v1/jobs/{id}")):

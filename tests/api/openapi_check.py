@@ -65,9 +65,7 @@ class DocumentCheck:
             regex = "^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(path)) + "$"
             for method in _METHODS:
                 if method in item:
-                    self.operations.append(
-                        Operation(method, path, re.compile(regex), item[method])
-                    )
+                    self.operations.append(Operation(method, path, re.compile(regex), item[method]))
         self.seen: list[Seen] = []
 
     # -- what the document says
@@ -172,9 +170,7 @@ class DocumentCheck:
             branches = branches.get(part.replace("~1", "/").replace("~0", "~"), {})
         if not branches.get("oneOf"):
             return ["no x-itemSchema (one schema per event type) is documented"]
-        by_event = {
-            b["properties"]["event"]["const"]: i for i, b in enumerate(branches["oneOf"])
-        }
+        by_event = {b["properties"]["event"]["const"]: i for i, b in enumerate(branches["oneOf"])}
         problems: list[str] = []
         decoder = SseDecoder()
         frames = 0

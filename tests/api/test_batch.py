@@ -77,9 +77,9 @@ def _cancel_waiting(repo: JobRepository, tenant: str) -> None:
     # Clean up what waits an hour: they would count as the tenant's unfinished jobs.
     with repo.db.session() as session:
         session.execute(
-            update(Job).where(Job.tenant == tenant, Job.status == "queued").values(
-                status="cancelled", cancel_requested=True
-            )
+            update(Job)
+            .where(Job.tenant == tenant, Job.status == "queued")
+            .values(status="cancelled", cancel_requested=True)
         )
 
 

@@ -64,14 +64,14 @@ def test_metadata_filters_match_strings_and_numbers_alike_on_every_store(
     assert ids(client_b, **{"metadata.tag": tag}) == []
     # Filters combine with status and kind.
     assert ids(client, **{"metadata.tag": tag, "status": "queued", "kind": "generate"}) == [
-        quoted, other, acme
+        quoted,
+        other,
+        acme,
     ]
     assert ids(client, **{"metadata.tag": tag, "status": "running"}) == []
 
 
-def test_created_after_and_before_make_half_open_windows(
-    client: httpx.Client, tagged: Any
-) -> None:
+def test_created_after_and_before_make_half_open_windows(client: httpx.Client, tagged: Any) -> None:
     tag = tagged.tag
     first = tagged({})
     time.sleep(0.05)

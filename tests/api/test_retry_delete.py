@@ -69,9 +69,7 @@ def finished(client: httpx.Client, job_id: str) -> dict[str, Any]:
 # -- retry ---------------------------------------------------------------------------------
 
 
-def test_a_failed_job_runs_again_as_a_new_linked_job(
-    client: httpx.Client, simulator: Any
-) -> None:
+def test_a_failed_job_runs_again_as_a_new_linked_job(client: httpx.Client, simulator: Any) -> None:
     model = f"fails-{uuid.uuid4().hex[:6]}"
     fault(simulator, {"kind": "bad_request", "model": model, "message": "nope"})
     failed = finished(client, client.post(

@@ -46,9 +46,7 @@ def test_the_console_is_served_under_a_strict_policy(api_url: str) -> None:
     assert page.headers["cache-control"] == "no-cache"
     # No inline script, handler or style: everything comes from files of this origin.
     html = page.text
-    assert re.findall(r"<script\b[^>]*>", html) == [
-        '<script type="module" src="/console/app.js">'
-    ]
+    assert re.findall(r"<script\b[^>]*>", html) == ['<script type="module" src="/console/app.js">']
     assert not re.search(r"<style\b|\sstyle=|\son[a-z]+=|javascript:|https?://", html)
 
     for name in ASSETS:
@@ -60,8 +58,8 @@ def test_the_console_is_served_under_a_strict_policy(api_url: str) -> None:
         assert again.status_code == 304 and again.content == b""
         text = asset.text.replace('xmlns="http://www.w3.org/2000/svg"', "")
         assert not re.search(r"https?://", text), f"{name} must load nothing from elsewhere"
-    assert httpx.get(f"{api_url}/console/app.js").headers["content-type"].startswith(
-        "text/javascript"
+    assert (
+        httpx.get(f"{api_url}/console/app.js").headers["content-type"].startswith("text/javascript")
     )
     assert httpx.head(f"{api_url}/console").status_code == 200
     for missing in ("nope.js", "index.html", "..%2Fmain.py", "%2e%2e/routes/console.py"):
@@ -136,7 +134,8 @@ def test_the_key_lives_in_this_tabs_session_storage_only(
         path = urlsplit(request.url).path
         if path.startswith("/v1/") and not path.endswith("/events"):
             assert request.all_headers().get("authorization") in (
-                f"Bearer {KEY_A}", "Bearer not-a-key-0000"
+                f"Bearer {KEY_A}",
+                "Bearer not-a-key-0000",
             ), path
         if path.endswith("/events"):
             assert "authorization" not in request.all_headers()
@@ -298,9 +297,7 @@ def test_the_form_shows_what_the_api_refuses(browser: BrowserContext, api_url: s
     assert page.is_visible("#view-new")
 
 
-def test_extract_and_embed_results_through_the_form(
-    browser: BrowserContext, api_url: str
-) -> None:
+def test_extract_and_embed_results_through_the_form(browser: BrowserContext, api_url: str) -> None:
     page = browser.new_page()
     requests: list[Request] = []
     page.on("request", lambda request: requests.append(request))

@@ -112,9 +112,10 @@ def test_stream_survives_a_dropped_connection_and_an_api_restart(
 
 def _png_size(path: Path) -> tuple[int, int]:
     head = path.read_bytes()[:33]
-    assert head[:8] == b"\x89PNG\r\n\x1a\n" and zlib.crc32(head[12:29]) == struct.unpack(
-        ">I", head[29:33]
-    )[0]
+    assert (
+        head[:8] == b"\x89PNG\r\n\x1a\n"
+        and zlib.crc32(head[12:29]) == struct.unpack(">I", head[29:33])[0]
+    )
     width, height = struct.unpack(">II", head[16:24])
     return width, height
 

@@ -231,9 +231,7 @@ def _read_request(sock: socket.socket) -> tuple[bytes, bytes] | None:
 
 
 def _with_connection_close(head: bytes) -> bytes:
-    lines = [
-        line for line in head.split(b"\r\n") if not line.lower().startswith(b"connection:")
-    ]
+    lines = [line for line in head.split(b"\r\n") if not line.lower().startswith(b"connection:")]
     return b"\r\n".join([*lines, b"Connection: close"]) + b"\r\n\r\n"
 
 

@@ -43,7 +43,9 @@ def test_schedule_and_priority_reach_the_job(sdk: Client) -> None:
     page = sdk.jobs(metadata={"tag": tag}, order="run_at")
     assert [j.id for j in page.data] == [later.id, at.id, text.id]  # +1 h, +2 h, +3 h
     assert [j.id for j in sdk.iter_jobs(metadata={"tag": tag}, page_size=1)] == [
-        text.id, later.id, at.id
+        text.id,
+        later.id,
+        at.id,
     ]
     window = sdk.jobs(metadata={"tag": tag}, created_after=later.created_at,
                       created_before=text.created_at)  # fmt: skip

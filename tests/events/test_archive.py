@@ -129,9 +129,7 @@ def test_a_reader_resuming_into_a_hole_of_the_archive_waits_for_the_reset(
     ]
 
 
-def test_jobs_whose_stream_has_no_end_yet_hold_up_no_one(
-    tmp_path: Path, rds: redis.Redis
-) -> None:
+def test_jobs_whose_stream_has_no_end_yet_hold_up_no_one(tmp_path: Path, rds: redis.Redis) -> None:
     # Its own store: the session's workers archive the session's store.
     url = f"sqlite:///{tmp_path / 'archive.db'}"
     upgrade(url)

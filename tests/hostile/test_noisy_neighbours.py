@@ -82,8 +82,9 @@ def test_a_huge_max_tokens_cannot_drain_anyone_elses_budget(
             refused = a.post("/v1/jobs", json=generate("shared", max_tokens=1_000_000))
             assert refused.status_code == 422 and "max_tokens: at most" in refused.json()["detail"]
             greedy = [
-                a.post("/v1/jobs", json=generate("shared", max_tokens=32_000, prompt=f"g{i}"))
-                .json()
+                a.post(
+                    "/v1/jobs", json=generate("shared", max_tokens=32_000, prompt=f"g{i}")
+                ).json()
                 for i in range(4)
             ]
             small = b.post("/v1/jobs", json=generate("shared", max_tokens=5)).json()

@@ -25,8 +25,15 @@ def _b64(text: bytes) -> str:
 @pytest.fixture(scope="module")
 def job_id(api_url: str) -> str:
     with httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {KEY_A}"}) as c:
-        job = c.post("/v1/jobs", json={"kind": "generate", "model": "m", "max_tokens": 3,
-                                       "messages": [{"role": "user", "content": "x"}]}).json()
+        job = c.post(
+            "/v1/jobs",
+            json={
+                "kind": "generate",
+                "model": "m",
+                "max_tokens": 3,
+                "messages": [{"role": "user", "content": "x"}],
+            },
+        ).json()
         read_events(c, job["id"])
     return str(job["id"])
 

@@ -83,6 +83,7 @@ def test_a_job_redis_never_heard_of_is_queued_and_a_finished_one_is_left(
     done = _running_job(repo)
     assert repo.transition(done, attempt=1, status=JobStatus.SUCCEEDED, result={"text": ""})
     reconciler = _reconciler(repo, client)
+
     def queued() -> bool:
         client.delete(redis_keys.RECONCILER_LOCK)
         report = reconciler.tick()

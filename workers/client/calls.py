@@ -293,8 +293,11 @@ class JobFilters:
     def params(self) -> dict[str, str]:
         """As query parameters."""
         out = {f"metadata.{k}": str(v) for k, v in (self.metadata or {}).items()}
-        fields = {"created_after": _timestamp(self.created_after),
-                  "created_before": _timestamp(self.created_before), "order": self.order}
+        fields = {
+            "created_after": _timestamp(self.created_after),
+            "created_before": _timestamp(self.created_before),
+            "order": self.order,
+        }
         return out | {k: str(v) for k, v in fields.items() if v is not None}  # fmt: skip
 
 

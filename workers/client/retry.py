@@ -78,9 +78,7 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
 
 def is_retryable_error(exc: Exception) -> bool:
     """True for network failures worth another try; a malformed URL is not one."""
-    return isinstance(exc, httpx.TransportError) and not isinstance(
-        exc, httpx.UnsupportedProtocol
-    )
+    return isinstance(exc, httpx.TransportError) and not isinstance(exc, httpx.UnsupportedProtocol)
 
 
 class Retries:

@@ -221,7 +221,6 @@ class _Cursor:
         return self.take(outcome.events(self.cursor))
 
 
-
 class _Reader(_Cursor):
     """One reader's cursor over one job's Redis stream."""
 

@@ -141,7 +141,8 @@ class WorkerContext:
             purge_interval_s=settings.purge_interval_s,
             on_epoch=on_epoch,
             archived_stream_ttl_s=settings.archived_stream_ttl_s
-            if settings.archive_events else None,
+            if settings.archive_events
+            else None,
         )
         context = cls(
             settings=settings,

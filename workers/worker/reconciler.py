@@ -253,4 +253,3 @@ def _queued(row: WaitingJob) -> QueuedJob:
 
 def _run_at(row: WaitingJob) -> float | None:
     return row.run_at.timestamp() if row.run_at is not None else None
-

@@ -32,9 +32,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     )
     with op.batch_alter_table("jobs") as batch:
-        batch.add_column(
-            sa.Column("events_archived_at", sa.DateTime(timezone=True), nullable=True)
-        )
+        batch.add_column(sa.Column("events_archived_at", sa.DateTime(timezone=True), nullable=True))
     op.create_index("ix_jobs_unarchived", "jobs", ["events_archived_at", "finished_at"])
 
 
