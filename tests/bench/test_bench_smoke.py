@@ -42,7 +42,7 @@ def test_one_command_runs_every_workload_beside_its_baseline(tmp_path: Path) -> 
                 "POST → running p50 (job record's started_at)", "added time to first token p99",
                 "worker CPU per chunk vs limit raw",
                 "| catch-up 1,000 events ", "| memory 100 finished jobs ",
-                "Redis used_memory per finished job"):  # fmt: skip
+                "Redis memory (dataset) per finished job", "archived in SQL"):  # fmt: skip
         assert row in out, out
     assert "PROBLEM" not in out
     widths = {len(line) for line in out.splitlines() if line.startswith("|")}
