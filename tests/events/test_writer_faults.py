@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import uuid
 from collections.abc import Iterator
 
@@ -40,8 +41,8 @@ def test_a_flush_retried_after_a_lost_reply_writes_nothing_twice(
     writer.delta(job_id, 1, "one ")
     writer.flush()
     writer.delta(job_id, 1, "two ")
-    # Redis runs the write; its answer never arrives (SCRIPT EXISTS goes through first).
-    proxy.drop_after_reply(skip=1)
+    # Redis runs the write; its answer never arrives (the flush is one EVALSHA pipeline).
+    proxy.drop_after_reply(skip=0)
     with pytest.raises(redis.RedisError):
         writer.flush()
     assert proxy.dropped_replies == 1
@@ -71,3 +72,20 @@ def test_one_jobs_failing_write_does_not_stall_or_double_the_others(
     texts = "".join(data for _, data in _deltas(rds, healthy))
     for round_ in range(3):
         assert texts.count(f"h{round_} ") == 1, texts
+
+
+def test_a_redis_that_lost_its_scripts_gets_the_write_in_the_same_flush(
+    redis_url: str, rds: redis.Redis
+) -> None:
+    # The flush sends EVALSHA without asking SCRIPT EXISTS first; a Redis restarted
+    # empty (or SCRIPT FLUSHed) answers NOSCRIPT, and the flush loads and writes again.
+    writer = _writer(redis_url)
+    job_id = uuid.uuid4().hex
+    writer.begin(job_id, 1, [("status", {"status": "running", "attempt": 1})])
+    for round_ in range(3):
+        writer.delta(job_id, 1, f"t{round_} ")
+        rds.script_flush()
+        writer.flush()
+        texts = "".join(json.loads(data)["text"] for _, data in _deltas(rds, job_id))
+        assert texts == "".join(f"t{i} " for i in range(round_ + 1)), texts
+    assert not writer.state(job_id, 1).broken  # NOSCRIPT is not the job's failure

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from redis import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from aijobs.events.protocol import EventType, dumps
 from aijobs.events.scripts import WRITE_EVENTS, WriteStatus, parse_reply, write_events_args
@@ -327,17 +327,30 @@ class EventWriter:
         return [(key, entry) for key, entry in todo if not entry.state.fenced]
 
     def _write(self, todo: list[tuple[_Key, _Log]]) -> list[tuple[_Key, _Log]]:
+        """One pipeline of every pending batch; the attempts to write again at once (a
+        batch restored after a Redis that lost the stream, or a script it lost)."""
+        # EVALSHA by hand: a pipeline of Script calls first asks SCRIPT EXISTS, one more
+        # round trip on every flush (every 25 ms). A Redis that lost its scripts answers
+        # NOSCRIPT: load it and write those batches again.
         pipe = self._redis.pipeline(transaction=False)
+        sha = self._script.sha
         calls: list[tuple[_Key, _Log, _Batch]] = []
         for key, entry in todo:
             for batch in entry.unacked:
-                self._call(key, entry, "append", batch, client=pipe)
+                script_keys, args = self._args(key, entry, "append", batch)
+                pipe.evalsha(sha, len(script_keys), *script_keys, *args)
                 calls.append((key, entry, batch))
         replies = pipe.execute(raise_on_error=False)
         restores: list[tuple[_Key, _Log]] = []
+        unloaded = False
         for (key, entry, batch), reply in zip(calls, replies, strict=True):
             if entry.state.fenced or (entry.unacked and entry.unacked[0] is not batch):
                 continue  # an earlier batch of this attempt did not go through
+            if isinstance(reply, NoScriptError):
+                if batch is entry.unacked[0]:
+                    restores.append((key, entry))
+                unloaded = True
+                continue
             if isinstance(reply, Exception):
                 self._failed(key, entry, reply)
                 continue
@@ -355,6 +368,8 @@ class EventWriter:
                     entry.unacked or entry.open or entry.delta
                 ):
                     self._logs.pop(key, None)  # a finished attempt's last events went out
+        if unloaded:
+            self._redis.script_load(WRITE_EVENTS)
         return restores
 
     def _failed(self, key: _Key, entry: _Log, error: Exception) -> None:
@@ -369,19 +384,17 @@ class EventWriter:
         reply = self._call(key, entry, mode, batch, write_id=write_id)
         return self._record(entry, reply)
 
-    def _call(
-        self,
-        key: _Key,
-        entry: _Log,
-        mode: str,
-        batch: _Batch,
-        client: Any = None,
-        *,
-        write_id: str = "",
-    ) -> Any:
+    def _call(self, key: _Key, entry: _Log, mode: str, batch: _Batch, *, write_id: str = "") -> Any:
+        script_keys, args = self._args(key, entry, mode, batch, write_id=write_id)
+        return self._script(keys=script_keys, args=args)
+
+    def _args(
+        self, key: _Key, entry: _Log, mode: str, batch: _Batch, *, write_id: str = ""
+    ) -> tuple[list[str], list[Any]]:
+        """The write script's keys and arguments for one batch."""
         job_id, attempt = key
         state = entry.state
-        script_keys, args = write_events_args(
+        return write_events_args(
             job_id,
             attempt,
             mode,
@@ -392,7 +405,6 @@ class EventWriter:
             floor=max(state.floor, state.last_event_id),
             write_id=write_id,
         )
-        return self._script(keys=script_keys, args=args, client=client)
 
     def _record(self, entry: _Log, reply: Any) -> WriteStatus:
         last, _current, cancel, status = parse_reply(reply)

@@ -75,19 +75,26 @@ class OpenAIProvider:
         guard: CallGuard | None = None,
     ) -> ChatOutcome:
         """Stream a chat completion; see ``Provider.stream_chat``."""
-        params: dict[str, Any] = {
+        body: dict[str, Any] = {
             "model": request.model,
             "messages": request.messages,
             "stream": True,
             "stream_options": self.stream_options,
+            **request.options(),
+            **(request.extra_body or {}),
         }
-        params.update(request.options())
-        if request.extra_body:
-            params["extra_body"] = request.extra_body  # the SDK merges it into the body
         outcome = ChatOutcome()
         try:
             create = self.client.chat.completions.with_streaming_response.create
-            with create(**params) as response, _guarded(guard, response.close):
+            # The whole body goes as ``extra_body``, which the SDK sends as it is: its
+            # arguments it first walks against their TypedDicts (``maybe_transform``),
+            # which changes nothing in a body of plain JSON values like ours but costs
+            # ~300 µs for two messages and ~2.4 ms for twenty, on every call. The SDK
+            # still builds, authenticates and sends the request, and raises its errors.
+            with (
+                create(model=request.model, messages=(), stream=True, extra_body=body) as response,
+                _guarded(guard, response.close),
+            ):
                 lines = iter_lines(response.iter_bytes())
                 done = _read_stream(lines, outcome, on_text, should_stop)
         except ProviderError as exc:
@@ -118,12 +125,18 @@ class OpenAIProvider:
 
         Asks for base64 and keeps the float32 bytes as they come: no float is parsed.
         """
-        params: dict[str, Any] = {"model": model, "input": inputs, "encoding_format": "base64"}
+        body: dict[str, Any] = {"model": model, "input": inputs, "encoding_format": "base64"}
         if dimensions is not None:
-            params["dimensions"] = dimensions
+            body["dimensions"] = dimensions
         try:
             create = self.client.embeddings.with_streaming_response.create
-            with create(**params) as response, _guarded(guard, response.close):
+            # As in ``stream_chat``: the SDK's walk of 2,048 inputs costs ~15 ms a request.
+            with (
+                create(
+                    model=model, input=(), encoding_format="base64", extra_body=body
+                ) as response,
+                _guarded(guard, response.close),
+            ):
                 content = response.read()
             body = json.loads(content)
         except ValueError as exc:

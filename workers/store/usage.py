@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, func, insert, select
+from sqlalchemy import Connection, Engine, bindparam, func, insert, select
 
 from aijobs.spend.budgets import Spent
 from aijobs.spend.usage import AttemptUsage, job_usage
@@ -27,14 +27,20 @@ class Billed:
     usage: AttemptUsage
 
 
+# Built once: every finished attempt runs both, and building a statement (and its cache
+# key) costs more CPU than running it (see aijobs.store.hot).
+_EARLIER = select(
+    _c.attempt, _c.prompt_tokens, _c.completion_tokens, _c.cached_tokens, _c.cost_usd,
+    _c.estimated,
+).where(_c.job_id == bindparam("b_job"), _c.attempt != bindparam("b_attempt"))  # fmt: skip
+_INSERT = insert(_u)
+
+
 def totals_with(conn: Connection, job_id: str, billed: Billed) -> dict[str, Any]:
     """The job record's ``usage``: the attempts recorded before, plus this one."""
-    rows = conn.execute(
-        select(
-            _c.attempt, _c.prompt_tokens, _c.completion_tokens, _c.cached_tokens,
-            _c.cost_usd, _c.estimated,
-        ).where(_c.job_id == job_id, _c.attempt != billed.usage.attempt)
-    )  # fmt: skip
+    if billed.usage.attempt <= 1:
+        return job_usage([billed.usage])  # a first attempt: no row before it
+    rows = conn.execute(_EARLIER, {"b_job": job_id, "b_attempt": billed.usage.attempt})
     attempts = [AttemptUsage(*row) for row in rows]
     return job_usage([*attempts, billed.usage])
 
@@ -42,14 +48,13 @@ def totals_with(conn: Connection, job_id: str, billed: Billed) -> dict[str, Any]
 def insert_attempt(conn: Connection, job_id: str, billed: Billed) -> None:
     """Record one attempt's usage (in the transaction of the attempt's transition)."""
     u = billed.usage
-    conn.execute(
-        insert(_u).values(
-            job_id=job_id, attempt=u.attempt, tenant=billed.tenant, model=billed.model,
-            prompt_tokens=u.prompt_tokens, completion_tokens=u.completion_tokens,
-            cached_tokens=u.cached_tokens, cost_usd=u.cost_usd, estimated=u.estimated,
-            created_at=utcnow(),
-        )
-    )  # fmt: skip
+    row = {
+        "job_id": job_id, "attempt": u.attempt, "tenant": billed.tenant,
+        "model": billed.model, "prompt_tokens": u.prompt_tokens,
+        "completion_tokens": u.completion_tokens, "cached_tokens": u.cached_tokens,
+        "cost_usd": u.cost_usd, "estimated": u.estimated, "created_at": utcnow(),
+    }  # fmt: skip
+    conn.execute(_INSERT, row)
 
 
 def spent_since(engine: Engine, tenant: str, since: datetime) -> Spent:
