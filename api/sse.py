@@ -9,6 +9,7 @@ out in one write, and one watchdog per reader (not a timer per write) spots a st
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 
 import anyio
@@ -69,7 +70,7 @@ class EventStreamResponse(Response):
                 while True:
                     await anyio.sleep(self.send_timeout_s / 4)
                     since = self._sending_since
-                    if since is not None and anyio.current_time() - since > self.send_timeout_s:
+                    if since is not None and time.monotonic() - since > self.send_timeout_s:
                         log.info("dropped an event reader that stopped reading")
                         group.cancel_scope.cancel()
 
@@ -82,7 +83,9 @@ class EventStreamResponse(Response):
 
     async def _stream(self, send: Send) -> None:
         async def put(body: bytes, more: bool = True) -> None:
-            self._sending_since = anyio.current_time()
+            # time.monotonic, not anyio.current_time: that asks sniffio which event loop
+            # runs on every call (5 % of the API's CPU when streaming).
+            self._sending_since = time.monotonic()
             await send({"type": "http.response.body", "body": body, "more_body": more})
             self._sending_since = None
 
