@@ -6,6 +6,8 @@ Workloads (each in its own stack of processes, one after the other):
 
 * submit: ``POST /v1/jobs`` (concurrent clients and one sequential client) against raw
   Celery ``send_task``, with ``GET /healthz`` and ``GET /v1/jobs/{id}`` for reference;
+* starts: a burst of short jobs, worker and API CPU per job and job starts a second,
+  against a bare Celery worker with our settings (no-op, and making the same call);
 * dispatch: a burst of POSTs each followed by an SSE reader, end to end over HTTP (POST →
   running, added time to first token, job time, CPU per chunk and per event) against one
   asyncio ``AsyncOpenAI`` process streaming the same jobs (raw lines, typed), once per
@@ -40,12 +42,23 @@ from types import FrameType
 from typing import Any
 
 from aijobs.devtools.harness import HarnessError, figures_table, write_json
-from ops.bench import catchup, chart, dispatch, embeddings, memory, readers, streaming, submit
+from ops.bench import (
+    catchup,
+    chart,
+    dispatch,
+    embeddings,
+    memory,
+    readers,
+    starts,
+    streaming,
+    submit,
+)
 from ops.bench.common import Workload, bench_harness
 
 WORKLOADS = {
     "submit": submit.run,
     "dispatch": dispatch.run,
+    "starts": starts.run,
     "catchup": catchup.run,
     "readers": readers.run,
     "streaming": streaming.run,

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 WORKLOADS = {
     "submit": "submit, ", "dispatch": "dispatch ", "catchup": "catch-up ",
     "readers": "readers ", "streaming": "streaming ", "memory": "memory ",
-    "embeddings": "embeddings ",
+    "embeddings": "embeddings ", "starts": "starts, ",
 }  # fmt: skip
 
 
@@ -42,7 +42,9 @@ def test_one_command_runs_every_workload_beside_its_baseline(tmp_path: Path) -> 
                 "POST → running p50 (job record's started_at)", "added time to first token p99",
                 "worker CPU per chunk vs limit raw",
                 "| catch-up 1,000 events ", "| memory 100 finished jobs ",
-                "Redis memory (dataset) per finished job", "archived in SQL"):  # fmt: skip
+                "Redis memory (dataset) per finished job", "archived in SQL",
+                "| starts, 8 short jobs ", "worker CPU per job (ours vs Celery + call)",
+                "worker CPU per job (ours vs Celery no-op)"):  # fmt: skip
         assert row in out, out
     assert "PROBLEM" not in out
     widths = {len(line) for line in out.splitlines() if line.startswith("|")}
@@ -75,6 +77,10 @@ def test_one_command_runs_every_workload_beside_its_baseline(tmp_path: Path) -> 
     assert embed["system"]["status"] == "succeeded"
     assert embed["system"]["provider_requests"] == embed["direct"]["provider_requests"] == 2
     assert embed["check_float"]["checked"] >= 200 and embed["check_base64"]["checked"] >= 200
+
+    starts = work["starts"]["details"]
+    assert starts["ours"]["verified"] == starts["ours"]["jobs"] == 8
+    assert {m: f["jobs"] for m, f in starts["floor"].items()} == {"noop": 8, "call": 8}
 
     loads = work["submit"]["details"]["loads"]
     assert loads["post_concurrent"]["statuses"] == {"202": 100}
