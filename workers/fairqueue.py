@@ -18,6 +18,7 @@ was lost; the reconciler puts the job back (see ``aijobs.worker.reconciler``).
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Iterable, Sequence
@@ -29,6 +30,8 @@ from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import NoScriptError
 
 from aijobs import redis_keys as keys
+
+log = logging.getLogger(__name__)
 
 
 def _lua_key(pattern: str) -> str:
@@ -193,6 +196,15 @@ def push_args(job: QueuedJob, run_at_epoch_s: float | None = None) -> list[Any]:
     return [job.kind, job.tenant, job.priority, job.id, _due_ms(run_at_epoch_s)]
 
 
+def _queued_jobs(kind: str, reply: Any) -> list[QueuedJob]:
+    """The jobs a ``_TAKE`` handed out: (id, tenant, priority) triples."""
+    items = [x.decode() if isinstance(x, bytes) else str(x) for x in reply]
+    return [
+        QueuedJob(job_id, kind, tenant, int(priority))
+        for job_id, tenant, priority in zip(items[::3], items[1::3], items[2::3], strict=True)
+    ]
+
+
 class FairQueue:
     """The queue as the workers (feeder, reconciler, runner) see it."""
 
@@ -237,11 +249,36 @@ class FairQueue:
         reply = self._take(
             args=[kind, max_jobs, tenant_cap, int(dispatch_ttl_s * 1000), self._default_weight]
         )
-        items = [x.decode() if isinstance(x, bytes) else str(x) for x in reply]
-        return [
-            QueuedJob(job_id, kind, tenant, int(priority))
-            for job_id, tenant, priority in zip(items[::3], items[1::3], items[2::3], strict=True)
-        ]
+        return _queued_jobs(kind, reply)
+
+    def take_all(
+        self, kinds: Sequence[str], max_jobs: int, *, tenant_cap: int, dispatch_ttl_s: float
+    ) -> tuple[dict[str, list[QueuedJob]], float | None]:
+        """``take`` for each of ``kinds``, and ``next_due_s``, in one round trip (a
+        feeder's round: at a burst of submits it runs once per job).
+
+        A Redis that lost its scripts answers NOSCRIPT to each take, which then did
+        nothing: the script is loaded and those takes run again. A take that failed
+        otherwise is logged and left for the next round; its kind took nothing.
+        """
+        args = [tenant_cap, int(dispatch_ttl_s * 1000), self._default_weight]
+        pipe = self._redis.pipeline(transaction=False)
+        for kind in kinds:
+            pipe.evalsha(self._take.sha, 0, kind, max_jobs, *args)
+        pipe.zrange(keys.DELAYED, 0, 0, withscores=True)
+        *replies, head = pipe.execute(raise_on_error=False)
+        if isinstance(head, Exception):
+            raise head
+        taken: dict[str, list[QueuedJob]] = {}
+        for kind, reply in zip(kinds, replies, strict=True):
+            if isinstance(reply, NoScriptError):
+                reply = self._take(args=[kind, max_jobs, *args])  # loads it, then runs
+            elif isinstance(reply, Exception):
+                log.warning("fair queue: take of %s failed (%s)", kind, reply)
+                continue
+            taken[kind] = _queued_jobs(kind, reply)
+        due_s = max(0.0, float(head[0][1]) / 1000 - time.time()) if head else None
+        return taken, due_s
 
     def expired_active(self, kind: str, *, limit: int = 500) -> list[str]:
         """Jobs of ``kind`` that were handed out or running and lost their message or

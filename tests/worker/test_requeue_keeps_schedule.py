@@ -66,6 +66,31 @@ def test_a_job_the_feeder_could_not_send_goes_back_with_its_priority(
     assert [(job.id, job.priority) for job in taken] == [(urgent, 9)]
 
 
+def test_the_feeder_takes_and_sends_after_redis_lost_its_scripts(
+    parts: tuple[JobRepository, redis.Redis],
+) -> None:
+    # The feeder's round is one pipeline of EVALSHAs (every kind's take) and the delayed
+    # set's head; a Redis restarted empty answers NOSCRIPT, and the round loads the
+    # script and takes all the same, each job once.
+    _, client = parts
+    queue = FairQueue(client)
+    sent: list[tuple[str, list[str]]] = []
+    feeder = Feeder(queue, lambda kind, ids: sent.append((kind, ids)), kinds=["generate"],
+                    slots=4, tenant_cap=0, dispatch_timeout_s=20)  # fmt: skip
+    feeder.register()
+    jobs = [uuid.uuid4().hex for _ in range(3)]
+    for job_id in jobs:
+        queue.push(QueuedJob(job_id, "generate", TENANT, 5))
+    client.script_flush()
+    assert feeder.feed_once() == 3
+    assert sorted(job for _, ids in sent for job in ids) == sorted(jobs)
+    assert {kind for kind, _ in sent} == {"generate"}
+    assert feeder.feed_once() == 0  # nothing twice
+    queue.push(QueuedJob("later", "generate", TENANT, 5), run_at_epoch_s=time.time() + 30)
+    _, due_s = queue.take_all(["generate"], 8, tenant_cap=0, dispatch_ttl_s=20)
+    assert due_s is not None and 25 < due_s < 31
+
+
 def _scheduled_row(repo: JobRepository, *, ahead_s: float, priority: int) -> str:
     payload = {"kind": "generate", "model": "m", "max_tokens": 1, "temperature": None,
                "messages": [{"role": "user", "content": "x"}]}  # fmt: skip

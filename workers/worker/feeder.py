@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 Send = Callable[[str, list[str]], None]
 #: How long a registration of this process's slots lives without renewal.
 _REGISTRATION_TTL_S = 10.0
+_KINDS = [kind.value for kind in JobKind]
 
 
 class Feeder:
@@ -66,20 +67,23 @@ class Feeder:
 
     def feed_once(self) -> int:
         """Hand out what the fleet can start now; how many jobs were sent."""
+        return self._feed()[0]
+
+    def _feed(self) -> tuple[int, float | None]:
+        """``feed_once``, and the seconds until the next delayed job is due."""
         if time.monotonic() - self._registered_at > _REGISTRATION_TTL_S / 3:
             self.register()
         sent = 0
-        for kind in JobKind:
-            taken = self._queue.take(
-                kind.value,
-                256,
-                tenant_cap=self._tenant_cap,
-                dispatch_ttl_s=self._dispatch_timeout_s,
-            )
+        # Every kind (a feeder serves the fleet's slots, not only its own process's) and
+        # the delayed set's head, in one round trip.
+        everything, due_s = self._queue.take_all(
+            _KINDS, 256, tenant_cap=self._tenant_cap, dispatch_ttl_s=self._dispatch_timeout_s
+        )
+        for kind, taken in everything.items():
             if not taken:
                 continue
             try:
-                self._send(kind.value, [job.id for job in taken])
+                self._send(kind, [job.id for job in taken])
                 sent += len(taken)
             except Exception as exc:
                 # Not sent (or not all: the batch is one pipeline): back in their lists,
@@ -90,7 +94,7 @@ class Feeder:
                     self._queue.push(job)
                 self._queue.release_tenant_slots([(job.id, job.tenant) for job in taken])
         self.sent += sent
-        return sent
+        return sent, due_s
 
     def start(self) -> None:
         """Feed in a daemon thread until ``stop``."""
@@ -111,8 +115,7 @@ class Feeder:
         backoff_s = 0.1
         while not self._stopping.is_set():
             try:
-                self.feed_once()
-                due = self._queue.next_due_s()
+                _, due = self._feed()
                 wait_s = 1.0 if due is None else min(1.0, max(0.01, due))
                 self._queue.wait_for_work(wait_s)
                 backoff_s = 0.1
