@@ -70,6 +70,12 @@ class RequestGuard:
             if int(declared) <= 2 * limit:
                 await _drain(receive)
             return
+        if declared in (None, b"0") and b"transfer-encoding" not in headers:
+            # No body is coming (a GET, an event stream): nothing to count, so neither
+            # receive nor send is wrapped; an SSE reader's every event would otherwise go
+            # through one more coroutine here.
+            await self.app(scope, receive, send)
+            return
         seen = 0
         started = False
 
