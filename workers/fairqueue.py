@@ -254,8 +254,9 @@ class FairQueue:
     def take_all(
         self, kinds: Sequence[str], max_jobs: int, *, tenant_cap: int, dispatch_ttl_s: float
     ) -> tuple[dict[str, list[QueuedJob]], float | None]:
-        """``take`` for each of ``kinds``, and ``next_due_s``, in one round trip (a
-        feeder's round: at a burst of submits it runs once per job).
+        """``take`` for each of ``kinds``, and the seconds until the next delayed job is
+        due (None: none waits), in one round trip (a feeder's round: at a burst of submits
+        it runs once per job).
 
         A Redis that lost its scripts answers NOSCRIPT to each take, which then did
         nothing: the script is loaded and those takes run again. A take that failed
@@ -322,13 +323,6 @@ class FairQueue:
         pipe.lpush(keys.WAKE, 1)
         pipe.ltrim(keys.WAKE, 0, 3)
         pipe.execute()
-
-    def next_due_s(self) -> float | None:
-        """Seconds until the next delayed job is due (None: none waits)."""
-        head = self._redis.zrange(keys.DELAYED, 0, 0, withscores=True)
-        if not head:
-            return None
-        return max(0.0, float(head[0][1]) / 1000 - time.time())
 
     def where(self, jobs: Sequence[QueuedJob]) -> list[bool]:
         """For each job: is it anywhere in the queue (waiting, delayed or active)?"""
