@@ -86,9 +86,9 @@ class OpenAIProvider:
         outcome = ChatOutcome()
         try:
             create = self.client.chat.completions.with_streaming_response.create
-            # The whole body goes as ``extra_body``, which the SDK sends as it is: its
-            # arguments it first walks against their TypedDicts (``maybe_transform``),
-            # which changes nothing in a body of plain JSON values like ours but costs
+            # The whole body goes as ``extra_body``, which the SDK sends as it is. Its
+            # named arguments it first walks against their TypedDicts (``maybe_transform``):
+            # that changes nothing in a body of plain JSON values like ours, and costs
             # ~300 µs for two messages and ~2.4 ms for twenty, on every call. The SDK
             # still builds, authenticates and sends the request, and raises its errors.
             with (
@@ -125,15 +125,15 @@ class OpenAIProvider:
 
         Asks for base64 and keeps the float32 bytes as they come: no float is parsed.
         """
-        body: dict[str, Any] = {"model": model, "input": inputs, "encoding_format": "base64"}
+        sent: dict[str, Any] = {"model": model, "input": inputs, "encoding_format": "base64"}
         if dimensions is not None:
-            body["dimensions"] = dimensions
+            sent["dimensions"] = dimensions
         try:
             create = self.client.embeddings.with_streaming_response.create
             # As in ``stream_chat``: the SDK's walk of 2,048 inputs costs ~15 ms a request.
             with (
                 create(
-                    model=model, input=(), encoding_format="base64", extra_body=body
+                    model=model, input=(), encoding_format="base64", extra_body=sent
                 ) as response,
                 _guarded(guard, response.close),
             ):
